@@ -1,0 +1,3 @@
+from mnist_infer.cli import main
+
+main()

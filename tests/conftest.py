@@ -1,0 +1,47 @@
+"""Shared fixtures: every test gets its own cache folder; real data comes from MNIST_INFER_TEST_DATA."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the cache at tmp_path so no test touches the home folder."""
+    d = tmp_path / "cache"
+    monkeypatch.setenv("MNIST_INFER_CACHE", str(d))
+    monkeypatch.delenv("MNIST_INFER_MIRRORS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    return d
+
+
+def _test_data() -> Path | None:
+    v = os.environ.get("MNIST_INFER_TEST_DATA")
+    return Path(v) if v else None
+
+
+@pytest.fixture(scope="session")
+def real_mnist_dir() -> Path:
+    """Folder with the four real MNIST .gz files, or skip."""
+    root = _test_data()
+    if root is None:
+        pytest.skip("MNIST_INFER_TEST_DATA is not set (real MNIST files unavailable)")
+    d = root / "mnist"
+    if not (d / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"no real MNIST files in {d}")
+    return d
+
+
+@pytest.fixture(scope="session")
+def reference_weights() -> Path:
+    """The textbook's sample_weight.pkl, or skip."""
+    root = _test_data()
+    if root is None:
+        pytest.skip("MNIST_INFER_TEST_DATA is not set (textbook weights unavailable)")
+    p = root / "reference" / "sample_weight.pkl"
+    if not p.is_file():
+        pytest.skip(f"no textbook weights at {p}")
+    return p
