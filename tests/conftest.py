@@ -1,4 +1,4 @@
-"""Shared fixtures: every test gets its own cache folder; real data comes from MNIST_INFER_TEST_DATA."""
+"""Shared fixtures: a private cache folder per test; real data from MNIST_INFER_TEST_DATA."""
 
 from __future__ import annotations
 
