@@ -24,6 +24,8 @@ _FAINT = (185, 185, 185)
 _GREY = (110, 110, 110)
 _DARK_BLUE = (8, 48, 107)
 _RED = (190, 30, 45)
+# Space around the confusion grid in pixels: left, top, right, bottom.
+_CM_MARGINS = (64, 70, 24, 56)
 
 
 # --- metrics -----------------------------------------------------------------
@@ -206,7 +208,7 @@ def write_confusion_png(
         small = _font(size)
     count_font = _font(size)
 
-    left, top, right, bottom = 64, 70, 24, 56
+    left, top, right, bottom = _CM_MARGINS
     w, h = left + n * cell + right, top + n * cell + bottom
     img = Image.new("RGB", (w, h), _WHITE)
     draw = ImageDraw.Draw(img)
