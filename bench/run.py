@@ -1,0 +1,541 @@
+"""Benchmarks of mnist-infer against the textbook's chapter-3 script; writes bench/results.json.
+
+Run with `make bench` (.venv/bin/python bench/run.py). Real data comes from
+$MNIST_INFER_TEST_DATA, else ../shared beside the repository; parts that need something
+missing (data, a command, an optional library) print `skipped: <why>`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import textbook_ch3 as tb
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+WORK = BENCH / "work"
+CACHE = WORK / "cache"
+TEXTBOOK_PKL = WORK / "mnist.pkl"
+PNG_DIR = WORK / "pngs"
+RESULTS = BENCH / "results.json"
+BIN = Path(sys.executable).parent
+CLI = str(BIN / "mnist-infer")
+
+PROCESS_RUNS = 7
+BATCH_SIZES = (100, 1000, 10000)
+TARGETS = {"time": 0.65, "memory": 0.3, "gemm": 1.3}
+
+
+class Skip(Exception):
+    """A part of the benchmark that cannot run here; the message says why."""
+
+
+@dataclass
+class Row:
+    name: str
+    value: float
+    unit: str
+    target: float | None = None  # ratios: at most this
+
+    @property
+    def ok(self) -> bool | None:
+        return None if self.target is None else self.value <= self.target
+
+
+@dataclass
+class Section:
+    title: str
+    status: str = "ok"
+    reason: str = ""
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# --- environment -------------------------------------------------------------------
+
+
+def find_shared() -> Path | None:
+    """Folder with mnist/*.gz and reference/sample_weight.pkl, if any."""
+    env = os.environ.get("MNIST_INFER_TEST_DATA")
+    root = Path(env) if env else REPO.parent / "shared"
+    return root if (root / "mnist" / "t10k-images-idx3-ubyte.gz").is_file() else None
+
+
+def need_shared() -> Path:
+    shared = find_shared()
+    if shared is None:
+        raise Skip("no real MNIST data: set MNIST_INFER_TEST_DATA or provide ../shared/mnist")
+    return shared
+
+
+def weights_file() -> Path:
+    path = need_shared() / "reference" / "sample_weight.pkl"
+    if not path.is_file():
+        raise Skip(f"no textbook weights at {path}")
+    return path
+
+
+def has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
+@cache
+def command_help(name: str) -> str | None:
+    """`mnist-infer NAME --help` text, or None when the command does not exist yet."""
+    if not Path(CLI).is_file():
+        return None
+    p = subprocess.run([CLI, name, "--help"], capture_output=True, text=True, check=False)
+    return p.stdout if p.returncode == 0 else None
+
+
+def need_command(name: str) -> str:
+    text = command_help(name)
+    if text is None:
+        raise Skip(f"`mnist-infer {name}` not available yet")
+    return text
+
+
+def child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_INFER_")}
+    env["MNIST_INFER_CACHE"] = str(CACHE)
+    return env
+
+
+class Spawner:
+    """A small helper process that runs children and reports their time and peak RSS."""
+
+    def __init__(self) -> None:
+        argv = [sys.executable, "-I", "-S", str(BENCH / "spawner.py")]
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+
+    def run(self, argv: list[str], cwd: Path = WORK) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        job = {"argv": argv, "cwd": str(cwd), "env": child_env()}
+        self.proc.stdin.write(json.dumps(job) + "\n")
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+# --- measuring ---------------------------------------------------------------------
+
+
+def median_time(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
+    """Median wall time of fn() in seconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def best_time(fn: Callable[[], object], repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def test_set() -> tuple[np.ndarray, np.ndarray]:
+    """Test images uint8 (n, 784) and labels, read straight from the IDX files."""
+    d = need_shared() / "mnist"
+    return (
+        tb._load_img(str(d / "t10k-images-idx3-ubyte.gz")),
+        tb._load_label(str(d / "t10k-labels-idx1-ubyte.gz")),
+    )
+
+
+def textbook_pickle() -> Path:
+    """The textbook's mnist.pkl dataset cache, made once from the IDX files."""
+    if not TEXTBOOK_PKL.is_file():
+        WORK.mkdir(parents=True, exist_ok=True)
+        tmp = TEXTBOOK_PKL.with_suffix(".tmp")
+        tb.init_mnist(str(need_shared() / "mnist"), str(tmp))
+        os.replace(tmp, TEXTBOOK_PKL)
+    return TEXTBOOK_PKL
+
+
+def ensure_cache(spawner: Spawner) -> None:
+    """Populate bench/work/cache with `mnist-infer download` from the local mirror."""
+    need_command("download")
+    mirror = need_shared() / "mnist"
+    r = spawner.run([CLI, "download", "--mirror", str(mirror), "--cache-dir", str(CACHE)])
+    if r["rc"] != 0:
+        last = (r["stderr"].strip().splitlines() or ["no message"])[-1]
+        raise Skip(f"`mnist-infer download` failed (exit {r['rc']}): {last}")
+
+
+def accuracy_in(text: str) -> float | None:
+    m = re.search(r"Accuracy:\s*([0-9.]+)", text)
+    return float(m.group(1)) if m else None
+
+
+def flops(params: dict[str, np.ndarray], n: int) -> float:
+    """Multiply-adds of the forward pass over n images, counted as 2 FLOP each."""
+    return 2.0 * n * sum(params[f"W{i}"].size for i in range(1, 4))
+
+
+# --- sections ----------------------------------------------------------------------
+
+
+def bench_data(sec: Section, spawner: Spawner) -> None:
+    """Data: load the test set from a warm cache."""
+    if not has_module("mnist_infer.dataset"):
+        raise Skip("mnist_infer.dataset not available yet")
+    from mnist_infer.dataset import load_arrays
+
+    ensure_cache(spawner)
+    load_arrays("test", CACHE)
+    ours = median_time(lambda: load_arrays("test", CACHE), repeat=20)
+    pkl = str(textbook_pickle())
+    theirs = median_time(lambda: tb.load_mnist(pkl), repeat=5)
+    sec.rows += [
+        Row("load_arrays('test'), warm cache", ours * 1e3, "ms"),
+        Row("textbook load_mnist (pickle, normalize)", theirs * 1e3, "ms"),
+        Row("load_arrays / textbook load_mnist", ours / theirs, "x"),
+    ]
+
+
+def _process_runs(spawner: Spawner, commands: dict[str, list[str]]) -> dict[str, list[dict]]:
+    """Run the commands PROCESS_RUNS times each, interleaved; fail on a non-zero exit."""
+    runs: dict[str, list[dict]] = {k: [] for k in commands}
+    for _ in range(PROCESS_RUNS):
+        for name, argv in commands.items():
+            r = spawner.run(argv)
+            if r["rc"] != 0:
+                raise RuntimeError(f"{name} exited {r['rc']}: {r['stderr'].strip()[-300:]}")
+            runs[name].append(r)
+    return runs
+
+
+def bench_process(sec: Section, spawner: Spawner) -> None:
+    """Whole process: `mnist-infer evaluate` vs the textbook script (batch 100)."""
+    weights = weights_file()
+    commands = {
+        "textbook": [
+            sys.executable,
+            str(BENCH / "textbook_ch3.py"),
+            str(textbook_pickle()),
+            str(weights),
+        ],
+        "import numpy, click": [sys.executable, "-c", "import numpy, click"],
+    }
+    try:
+        need_command("evaluate")
+        ensure_cache(spawner)
+        commands["evaluate"] = [CLI, "evaluate", "--batch-size", "100"]
+        commands["evaluate"] += ["--weights", str(weights), "--cache-dir", str(CACHE)]
+    except Skip as e:
+        sec.notes.append(f"evaluate skipped: {e}; textbook figures only")
+    runs = _process_runs(spawner, commands)
+    secs = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
+    rss = {k: max(r["maxrss_bytes"] for r in v) / 2**20 for k, v in runs.items()}
+    for k in commands:
+        sec.rows += [
+            Row(f"{k}: wall time (median)", secs[k], "s"),
+            Row(f"{k}: peak RSS", rss[k], "MiB"),
+        ]
+    base = "textbook"
+    sec.rows += [
+        Row("import numpy, click / textbook: time", secs["import numpy, click"] / secs[base], "x"),
+        Row("import numpy, click / textbook: memory", rss["import numpy, click"] / rss[base], "x"),
+    ]
+    if "evaluate" in runs:
+        sec.rows += [
+            Row("evaluate / textbook: time", secs["evaluate"] / secs[base], "x", TARGETS["time"]),
+            Row("evaluate / textbook: memory", rss["evaluate"] / rss[base], "x", TARGETS["memory"]),
+        ]
+        ours = accuracy_in(runs["evaluate"][0]["stdout"])
+        theirs = accuracy_in(runs[base][0]["stdout"])
+        sec.notes.append(f"accuracy: evaluate {ours}, textbook {theirs}")
+
+
+def gemm_peak() -> float:
+    """Best float32 matmul rate of this machine in FLOP/s, from a few big products."""
+    best = 0.0
+    for m, k, n in ((1024, 1024, 1024), (2048, 2048, 2048), (4096, 2048, 1024)):
+        a = np.ones((m, k), np.float32)
+        b = np.ones((k, n), np.float32)
+        out = np.empty((m, n), np.float32)
+        t = best_time(lambda a=a, b=b, out=out: np.matmul(a, b, out=out), repeat=3)
+        best = max(best, 2.0 * m * k * n / t)
+    return best
+
+
+def _onnx_session(params: dict[str, np.ndarray]) -> Any:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits, h = [], [], "x"
+    for i in range(1, 4):
+        inits += [
+            numpy_helper.from_array(params[k].astype(np.float32), k) for k in (f"W{i}", f"b{i}")
+        ]
+        nodes += [
+            helper.make_node("MatMul", [h, f"W{i}"], [f"m{i}"]),
+            helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"]),
+        ]
+        h = f"a{i}"
+        if i < 3:
+            nodes.append(helper.make_node("Sigmoid", [h], [f"z{i}"]))
+            h = f"z{i}"
+    nodes.append(helper.make_node("Softmax", [h], ["y"], axis=1))
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 784])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _batched(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, bs: int) -> np.ndarray:
+    """Labels from run(float32 batch in [0, 1]) over uint8 images, batch by batch."""
+    scale = np.float32(255.0)
+    return np.concatenate(
+        [run(images[s : s + bs] / scale).argmax(axis=1) for s in range(0, len(images), bs)]
+    )
+
+
+def _rivals(sec: Section, params: dict[str, np.ndarray], images: np.ndarray, ours: float) -> None:
+    """ONNX Runtime and PyTorch at batch 100, when installed; ours is classify's time."""
+    n = len(images)
+    if has_module("onnxruntime") and has_module("onnx"):
+        sess = _onnx_session(params)
+        t = median_time(lambda: _batched(lambda x: sess.run(None, {"x": x})[0], images, 100), 5)
+        sec.rows.append(Row("onnxruntime, batch 100", n / t, "images/s"))
+        sec.rows.append(Row("classify / onnxruntime at batch 100: time", ours / t, "x"))
+    else:
+        sec.notes.append("skipped: onnxruntime not installed (pip install '.[bench]')")
+    if has_module("torch"):
+        import torch
+
+        w = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in params.items()}
+
+        def fwd(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                h = torch.from_numpy(x)
+                h = torch.sigmoid(h @ w["W1"] + w["b1"])
+                h = torch.sigmoid(h @ w["W2"] + w["b2"])
+                return torch.softmax(h @ w["W3"] + w["b3"], dim=1).numpy()
+
+        t = median_time(lambda: _batched(fwd, images, 100), 5)
+        sec.rows.append(Row("torch, batch 100", n / t, "images/s"))
+        sec.rows.append(Row("classify / torch at batch 100: time", ours / t, "x"))
+    else:
+        sec.notes.append("skipped: torch not installed")
+
+
+def bench_forward(sec: Section, spawner: Spawner) -> None:
+    """Forward pass alone: Network.classify vs the textbook loop and the GEMM limit."""
+    images, labels = test_set()
+    params = tb.init_network(str(weights_file()))
+    if not has_module("mnist_infer.network"):
+        raise Skip("mnist_infer.network not available yet")
+    from mnist_infer.network import Network
+
+    net = Network(params)
+    n = len(images)
+    times = {}
+    for bs in BATCH_SIZES:
+        times[bs] = median_time(lambda bs=bs: net.classify(images, bs), repeat=9)
+        sec.rows.append(Row(f"classify, batch {bs}", n / times[bs], "images/s"))
+    acc = float(np.mean(net.classify(images, 100)[0] == labels))
+    x = images.astype(np.float32) / np.float32(255.0)
+    t_tb = median_time(lambda: tb.accuracy(params, x, labels, 100), repeat=5)
+    sec.rows += [
+        Row("textbook loop, batch 100 (normalised input)", n / t_tb, "images/s"),
+        Row("classify / textbook loop at batch 100: time", times[100] / t_tb, "x"),
+    ]
+    peak = gemm_peak()
+    limit = flops(params, n) / peak
+    fast = min(times[bs] for bs in BATCH_SIZES if bs >= 1000)
+    sec.rows += [
+        Row("float32 GEMM peak", peak / 1e9, "GFLOP/s"),
+        Row(f"GEMM limit for {flops(params, n) / 1e6:.0f} MFLOP", limit * 1e3, "ms"),
+        Row("classify, best of batch >= 1000", fast * 1e3, "ms"),
+        Row("classify (batch >= 1000) / GEMM limit: time", fast / limit, "x", TARGETS["gemm"]),
+    ]
+    _rivals(sec, params, images, times[100])
+    sec.notes.append(f"classify accuracy {acc:.4f}")
+
+
+def bench_train(sec: Section, spawner: Spawner) -> None:
+    """Training throughput (images/s per epoch)."""
+    if not has_module("mnist_infer.train"):
+        raise Skip("train not available")
+    # HOOK: time one epoch of mnist_infer.train here once its entry point is settled, e.g.
+    #   seconds = median_time(lambda: train.one_epoch(...), repeat=1, warmup=0)
+    #   sec.rows.append(Row("train, one epoch", 60000 / seconds, "images/s"))
+    raise Skip("train not available: the hook in bench/run.py bench_train is not filled in")
+
+
+def write_pngs(images: np.ndarray) -> Path:
+    """The test digits as 28x28 greyscale PNG files (made once)."""
+    from PIL import Image
+
+    done = PNG_DIR / ".complete"
+    if done.is_file() and done.read_text() == str(len(images)):
+        return PNG_DIR
+    PNG_DIR.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(images):
+        Image.fromarray(img.reshape(28, 28)).save(PNG_DIR / f"{i:05d}.png")
+    done.write_text(str(len(images)))
+    return PNG_DIR
+
+
+def _naive_png_loop(folder: Path, params: dict[str, np.ndarray]) -> int:
+    """Baseline: open each file with Pillow and run the textbook predict on it alone."""
+    from PIL import Image
+
+    count = 0
+    for p in sorted(folder.glob("*.png")):
+        x = np.asarray(Image.open(p).convert("L"), np.float32).reshape(1, 784) / 255.0
+        tb.predict(params, x).argmax(axis=1)
+        count += 1
+    return count
+
+
+def bench_predict(sec: Section, spawner: Spawner) -> None:
+    """Predict: `mnist-infer predict DIR` on 10,000 PNG files."""
+    images, _ = test_set()
+    weights = weights_file()
+    help_text = need_command("predict")
+    folder = write_pngs(images)
+    argv = [CLI, "predict", str(folder)]
+    if "--weights" in help_text:
+        argv += ["--weights", str(weights)]
+    runs = [spawner.run(argv) for _ in range(3)]
+    if runs[0]["rc"] != 0:
+        raise RuntimeError(f"predict exited {runs[0]['rc']}: {runs[0]['stderr'].strip()[-300:]}")
+    t = statistics.median(r["seconds"] for r in runs)
+    params = tb.init_network(str(weights))
+    t_naive = median_time(lambda: _naive_png_loop(folder, params), repeat=1, warmup=0)
+    n = len(images)
+    sec.rows += [
+        Row("predict DIR, whole process", n / t, "images/s"),
+        Row("predict DIR: peak RSS", max(r["maxrss_bytes"] for r in runs) / 2**20, "MiB"),
+        Row("naive loop: Pillow + textbook predict per file", n / t_naive, "images/s"),
+        Row("predict DIR / naive loop: time", t / t_naive, "x"),
+    ]
+    sec.notes.append(f"predict printed {runs[0]['stdout_lines']} lines")
+
+
+SECTIONS = {
+    "data": bench_data,
+    "process": bench_process,
+    "forward": bench_forward,
+    "train": bench_train,
+    "predict": bench_predict,
+}
+
+
+# --- report ------------------------------------------------------------------------
+
+
+def run_section(name: str, fn: Callable[[Section, Spawner], None], spawner: Spawner) -> Section:
+    sec = Section(title=(fn.__doc__ or name).strip())
+    print(f"\n== {sec.title}", flush=True)
+    t0 = time.perf_counter()
+    try:
+        fn(sec, spawner)
+    except Skip as e:
+        sec.status, sec.reason = "skipped", str(e)
+        print(f"  skipped: {e}")
+    except Exception as e:
+        sec.status, sec.reason = "failed", f"{type(e).__name__}: {e}"
+        print(f"  failed: {sec.reason}")
+    for row in sec.rows:
+        print(format_row(row))
+    for note in sec.notes:
+        print(f"  {note}")
+    print(f"  [{time.perf_counter() - t0:.1f} s]", flush=True)
+    return sec
+
+
+def format_row(row: Row) -> str:
+    value = f"{row.value:,.0f}" if abs(row.value) >= 1000 else f"{row.value:.3g}"
+    verdict = ""
+    if row.target is not None:
+        verdict = f"  target <= {row.target}: {'ok' if row.ok else 'MISSED'}"
+    return f"  {row.name:<52} {value:>10} {row.unit:<9}{verdict}"
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": f"{blas.get('name', '?')} {blas.get('version', '')}".strip(),
+        "platform": platform.platform(),
+    }
+
+
+def main() -> None:
+    WORK.mkdir(parents=True, exist_ok=True)
+    print(f"Benchmark data: {find_shared() or 'not found'}")
+    spawner = Spawner()
+    t0 = time.perf_counter()
+    try:
+        sections = {name: run_section(name, fn, spawner) for name, fn in SECTIONS.items()}
+    finally:
+        spawner.close()
+    total = time.perf_counter() - t0
+    results = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "seconds": round(total, 1),
+        "sections": {
+            k: {**asdict(s), "rows": [{**asdict(r), "ok": r.ok} for r in s.rows]}
+            for k, s in sections.items()
+        },
+    }
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nWrote {RESULTS.relative_to(REPO)} in {total:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
