@@ -1,0 +1,366 @@
+"""Weights files: the textbook's pickled dict (loaded without running code) or .npz."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from mnist_infer.errors import MnistInferError, UnsafePickleError, UsageError, WeightsError
+
+INPUTS = 784
+OUTPUTS = 10
+DEFAULT_NAME = "mnist-mlp-784-50-100-10.pkl"
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+
+
+# --- safe unpickling -----------------------------------------------------------
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    """The only globals a weights pickle may name: what numpy needs to rebuild arrays."""
+    import codecs
+
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
+
+    allowed: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        # Protocols 0-2 store bytes as codecs.encode(str, "latin1").
+        ("_codecs", "encode"): codecs.encode,
+    }
+    # Pickles name numpy's private module as it was called when they were written.
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = multiarray.scalar
+        # Protocol 5 rebuilds contiguous arrays with _frombuffer.
+        allowed[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer  # type: ignore[attr-defined]
+    for mod in ("builtins", "__builtin__"):
+        allowed[(mod, "set")] = set
+        allowed[(mod, "frozenset")] = frozenset
+    return allowed
+
+
+_ALLOWED: dict[tuple[str, str], Any] = {}
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only allow-listed globals, so loading never runs code."""
+
+    def __init__(self, file: IO[bytes], source: Path) -> None:
+        # latin1 turns Python 2 array data back into bytes the way numpy expects.
+        super().__init__(file, encoding="latin1")
+        self.source = source
+
+    def find_class(self, module: str, name: str) -> Any:
+        if not _ALLOWED:
+            _ALLOWED.update(_allowed_globals())
+        obj = _ALLOWED.get((module, name))
+        if obj is None:
+            raise UnsafePickleError(
+                f"refusing to load {self.source}: global {module}.{name} is not allowed"
+                " (a weights pickle may only rebuild numpy arrays; this one could run code)"
+            )
+        return obj
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafePickleError(
+            f"refusing to load {self.source}: persistent id {pid!r} is not allowed"
+            " (a weights pickle may only rebuild numpy arrays)"
+        )
+
+
+# --- validation ------------------------------------------------------------------
+
+
+def _shape(a: np.ndarray) -> str:
+    return str(tuple(a.shape))
+
+
+def check_params(
+    params: object, source: str, *, inputs: int | None = INPUTS, outputs: int | None = OUTPUTS
+) -> int:
+    """Check W1..Wn, b1..bn form a chain of layers; return n or raise WeightsError."""
+    if not isinstance(params, Mapping):
+        raise WeightsError(
+            f"{source}: expected a dict of arrays W1..Wn, b1..bn, found {type(params).__name__}"
+        )
+    n = 0
+    while f"W{n + 1}" in params:
+        n += 1
+    if n == 0:
+        found = ", ".join(sorted(repr(k) for k in params)) or "none"
+        raise WeightsError(
+            f"{source}: missing key 'W1' (expected arrays W1..Wn and b1..bn, found keys: {found})"
+        )
+    names = [f"{c}{i}" for i in range(1, n + 1) for c in "Wb"]
+    want = f"W1..W{n} and b1..b{n}" if n > 1 else "W1 and b1"
+    for k in names:
+        if k not in params:
+            raise WeightsError(f"{source}: missing key {k!r} (expected {want})")
+    for k in params:
+        if k not in names:
+            raise WeightsError(f"{source}: unexpected key {k!r} (expected only {want})")
+    prev: np.ndarray | None = None
+    for i in range(1, n + 1):
+        w, b = params[f"W{i}"], params[f"b{i}"]
+        for k, a in ((f"W{i}", w), (f"b{i}", b)):
+            if not isinstance(a, np.ndarray):
+                raise WeightsError(f"{source}: {k} is a {type(a).__name__}, expected a numpy array")
+            if not np.issubdtype(a.dtype, np.floating):
+                raise WeightsError(
+                    f"{source}: {k} has dtype {a.dtype}, expected a real floating dtype"
+                    " (float32 or float64)"
+                )
+        if w.ndim != 2 or 0 in w.shape:
+            raise WeightsError(
+                f"{source}: W{i} has shape {_shape(w)}, expected a non-empty 2-D array"
+                " (inputs, outputs)"
+            )
+        if prev is not None and w.shape[0] != prev.shape[1]:
+            raise WeightsError(
+                f"{source}: W{i} has shape {_shape(w)}, expected ({prev.shape[1]}, *)"
+                f" to follow W{i - 1} {_shape(prev)}"
+            )
+        if i == 1 and inputs is not None and w.shape[0] != inputs:
+            raise WeightsError(
+                f"{source}: W1 has shape {_shape(w)}, expected ({inputs}, *): one row per pixel"
+            )
+        if i == n and outputs is not None and w.shape[1] != outputs:
+            raise WeightsError(
+                f"{source}: W{i} has shape {_shape(w)}, expected (*, {outputs}):"
+                " one column per digit"
+            )
+        if b.shape != (w.shape[1],):
+            raise WeightsError(
+                f"{source}: b{i} has shape {_shape(b)}, expected ({w.shape[1]},)"
+                f" to match W{i} {_shape(w)}"
+            )
+        for k, a in ((f"W{i}", w), (f"b{i}", b)):
+            bad = a.size - int(np.count_nonzero(np.isfinite(a)))
+            if bad:
+                raise WeightsError(
+                    f"{source}: {k} holds {bad} non-finite value{'s' * (bad > 1)} (NaN or inf),"
+                    " expected finite numbers"
+                )
+        prev = w
+    return n
+
+
+# --- loading ---------------------------------------------------------------------
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise WeightsError(f"cannot read weights {path}: no such file") from None
+    except IsADirectoryError:
+        raise WeightsError(f"cannot read weights {path}: is a directory, expected a file") from None
+    except OSError as e:
+        raise WeightsError(f"cannot read weights {path}: {e.strerror or e}") from None
+    if not data:
+        raise WeightsError(f"cannot load weights {path}: the file is empty")
+    return data
+
+
+def _from_pickle(data: bytes, path: Path) -> object:
+    try:
+        return _SafeUnpickler(io.BytesIO(data), path).load()
+    except MnistInferError:
+        raise
+    except Exception as e:  # any failure while decoding untrusted bytes means a bad file
+        what = "truncated or corrupt pickle" if data[:1] == b"\x80" else "not a pickle or .npz file"
+        raise WeightsError(
+            f"cannot load weights {path}: {what} ({type(e).__name__}: {e})"
+        ) from None
+
+
+def _from_npz(data: bytes, path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:  # zipfile, npy header and object-array errors alike
+        raise WeightsError(
+            f"cannot load weights {path}: corrupt .npz archive ({type(e).__name__}: {e})"
+        ) from None
+
+
+def file_format(data: bytes) -> str:
+    """'npz' for a zip archive, else 'pickle'."""
+    return "npz" if data.startswith(ZIP_MAGIC) else "pickle"
+
+
+def _load(path: Path) -> tuple[dict[str, np.ndarray], str, str]:
+    """(arrays, SHA-256, format) of a weights file, validated."""
+    import hashlib
+
+    data = _read_bytes(path)
+    fmt = file_format(data)
+    params = _from_npz(data, path) if fmt == "npz" else _from_pickle(data, path)
+    check_params(params, str(path))
+    assert isinstance(params, dict)
+    return params, hashlib.sha256(data).hexdigest(), fmt
+
+
+def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], str]:
+    """Validated arrays of a .pkl or .npz weights file and the SHA-256 of its bytes."""
+    params, sha, _ = _load(Path(path))
+    return params, sha
+
+
+def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Validated arrays W1..Wn, b1..bn of a .pkl or .npz weights file; never runs code."""
+    return read_weights(path)[0]
+
+
+# --- saving ----------------------------------------------------------------------
+
+
+def metadata_path(path: str | os.PathLike[str]) -> Path:
+    """Where the metadata of a weights file lives: `<path>.json`."""
+    p = Path(path)
+    return p.with_name(p.name + ".json")
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write via a temporary file in the same folder, then rename it over path."""
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise MnistInferError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise MnistInferError(f"cannot write {path}: {e.strerror or e}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_weights(
+    params: Mapping[str, np.ndarray],
+    path: str | os.PathLike[str],
+    metadata: Mapping[str, Any] | None = None,
+) -> None:
+    """Write float32 arrays as a textbook pickle (.pkl) or .npz, metadata to `<path>.json`."""
+    import json
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in (*PICKLE_SUFFIXES, ".npz"):
+        raise UsageError(
+            f"cannot save weights as {p}: unknown suffix {p.suffix!r} (use .pkl or .npz)"
+        )
+    check_params(params, f"weights for {p}")
+    n = len(params) // 2
+    arrays: dict[str, Any] = {
+        k: np.ascontiguousarray(params[k], dtype=np.float32)
+        for i in range(1, n + 1)
+        for k in (f"W{i}", f"b{i}")
+    }
+    check_params(arrays, f"weights for {p} (as float32)")
+    meta = None if metadata is None else json.dumps(dict(metadata), indent=2, sort_keys=True) + "\n"
+    if suffix == ".npz":
+        _atomic_write(p, lambda f: np.savez(f, **arrays))
+    else:
+        _atomic_write(p, lambda f: pickle.dump(arrays, f))
+    side = metadata_path(p)
+    if meta is None:
+        side.unlink(missing_ok=True)  # a stale sidecar would describe other weights
+    else:
+        _atomic_write(side, lambda f: f.write(meta.encode()))
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The metadata saved beside a weights file, or None if there is none."""
+    import json
+
+    side = metadata_path(path)
+    try:
+        text = side.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise WeightsError(f"cannot read metadata {side}: {e}") from None
+    try:
+        meta = json.loads(text)
+    except ValueError as e:
+        raise WeightsError(f"cannot read metadata {side}: invalid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise WeightsError(
+            f"cannot read metadata {side}: expected a JSON object, found {type(meta).__name__}"
+        )
+    return meta
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    import hashlib
+
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as e:
+        raise WeightsError(f"cannot read {p}: {e.strerror or e}") from None
+
+
+def default_weights_path(check: bool = True) -> Path:
+    """The weights shipped in the repository's weights/ folder (must exist if check)."""
+    p = Path(__file__).resolve().parent.parent / "weights" / DEFAULT_NAME
+    if check and not p.is_file():
+        raise WeightsError(
+            f"no default weights: {p} does not exist (an installed package ships no weights);"
+            " pass --weights PATH"
+        )
+    return p
+
+
+# --- description -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """What `mnist-infer info` shows about a weights file."""
+
+    path: Path
+    format: str
+    sizes: list[int]
+    dtypes: list[str]
+    parameters: int
+    sha256: str
+    metadata: dict[str, Any] | None
+
+
+def describe(path: str | os.PathLike[str]) -> WeightsInfo:
+    """Load and validate a weights file and summarise it."""
+    p = Path(path)
+    params, sha, fmt = _load(p)
+    n = len(params) // 2
+    ws = [params[f"W{i}"] for i in range(1, n + 1)]
+    return WeightsInfo(
+        path=p,
+        format=fmt,
+        sizes=[ws[0].shape[0]] + [w.shape[1] for w in ws],
+        dtypes=sorted({str(a.dtype) for a in params.values()}),
+        parameters=sum(a.size for a in params.values()),
+        sha256=sha,
+        metadata=read_metadata(p),
+    )

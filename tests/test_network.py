@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import itertools
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from textbook import predict as textbook_predict
+from textbook import real_test_set, reference_labels, textbook_labels
+
+from mnist_infer.errors import UsageError, WeightsError
+from mnist_infer.network import Network
+from mnist_infer.weights import load_weights
+
+BATCH_SIZES = [1, 7, 100, 1000, 10000, 20000]
+
+
+def random_params(
+    sizes: tuple[int, ...] = (784, 50, 100, 10), scale: float = 0.1, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Random float32 weights for a chain of layer sizes."""
+    rng = np.random.default_rng(seed)
+    params = {}
+    for i, (a, b) in enumerate(itertools.pairwise(sizes), 1):
+        params[f"W{i}"] = (rng.normal(size=(a, b)) * scale).astype(np.float32)
+        params[f"b{i}"] = (rng.normal(size=b) * scale).astype(np.float32)
+    return params
+
+
+def random_images(n: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 784), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def net() -> Network:
+    return Network(random_params())
+
+
+def test_predict_matches_textbook_code(net: Network) -> None:
+    params = random_params()
+    x = random_images(64).astype(np.float32) / 255.0
+    y = net.predict(x)
+    assert y.dtype == np.float32
+    assert y.shape == (64, 10)
+    np.testing.assert_allclose(y, textbook_predict(params, x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_predict_batched_equals_per_sample(net: Network) -> None:
+    x = random_images(23).astype(np.float32) / 255.0
+    batched = net.predict(x)
+    singles = np.concatenate([net.predict(x[i : i + 1]) for i in range(len(x))])
+    np.testing.assert_allclose(batched, singles, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(batched.argmax(axis=1), singles.argmax(axis=1))
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16, 50, 51, 1000])
+def test_classify_equals_predict_for_any_batch_size(net: Network, batch_size: int) -> None:
+    images = random_images(50)
+    y = net.predict(images.astype(np.float32) / 255.0)
+    labels, conf = net.classify(images, batch_size)
+    assert labels.shape == conf.shape == (50,)
+    assert conf.dtype == np.float32
+    np.testing.assert_array_equal(labels, y.argmax(axis=1))
+    np.testing.assert_allclose(conf, y.max(axis=1), rtol=1e-5)
+
+
+def test_classify_reports_each_batch(net: Network) -> None:
+    seen: list[int] = []
+    net.classify(random_images(25), 10, on_batch=seen.append)
+    assert seen == [10, 10, 5]
+
+
+def test_classify_no_images(net: Network) -> None:
+    labels, conf = net.classify(np.zeros((0, 784), dtype=np.uint8))
+    assert labels.shape == conf.shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        (np.zeros((2, 784), dtype=np.float32), "found float32 (2, 784)"),
+        (np.zeros((2, 783), dtype=np.uint8), "found uint8 (2, 783)"),
+        (np.zeros(784, dtype=np.uint8), "found uint8 (784,)"),
+    ],
+)
+def test_classify_rejects_wrong_input(net: Network, images: np.ndarray, message: str) -> None:
+    with pytest.raises(UsageError, match=r"classify needs uint8 images of shape \(n, 784\)") as e:
+        net.classify(images)
+    assert str(e.value).endswith(message)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1])
+def test_classify_rejects_bad_batch_size(net: Network, batch_size: int) -> None:
+    with pytest.raises(UsageError, match=f"batch size must be at least 1, found {batch_size}"):
+        net.classify(random_images(3), batch_size)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extreme_activations_stay_finite_without_warnings(dtype: type) -> None:
+    params = random_params(scale=1000.0)
+    net = Network(params, dtype=dtype)
+    images = random_images(40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = net.predict(images / 255.0)
+        labels, conf = net.classify(images, 16)
+    assert y.dtype == dtype
+    assert np.all(np.isfinite(y))
+    assert np.all(np.isfinite(conf))
+    np.testing.assert_array_equal(labels, y.argmax(axis=1))
+
+
+def test_any_chain_of_layers() -> None:
+    params = random_params((784, 30, 20, 15, 10))
+    net = Network(params)
+    assert net.sizes == [784, 30, 20, 15, 10]
+    images = random_images(9)
+    x = images.astype(np.float32) / 255.0
+    h = x
+    for i in range(1, 4):
+        h = 1 / (1 + np.exp(-(h @ params[f"W{i}"] + params[f"b{i}"])))
+    a = h @ params["W4"] + params["b4"]
+    want = np.exp(a - a.max(axis=1, keepdims=True))
+    want /= want.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(net.predict(x), want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(net.classify(images)[0], want.argmax(axis=1))
+
+
+def test_params_are_live_copies() -> None:
+    params = random_params()
+    net = Network(params)
+    assert sorted(net.params) == ["W1", "W2", "W3", "b1", "b2", "b3"]
+    net.params["b3"][:] = 0
+    net.params["b3"][4] = 1000
+    assert params["b3"][4] != 1000  # the caller's arrays are not touched
+    np.testing.assert_array_equal(net.classify(random_images(5))[0], 4)
+
+
+def test_loss_and_gradient_shapes() -> None:
+    net = Network(random_params(), dtype=np.float64)
+    x = random_images(8) / 255.0
+    t = np.arange(8) % 10
+    loss = net.loss(x, t)
+    assert loss == pytest.approx(-np.mean(np.log(net.predict(x)[np.arange(8), t])))
+    grads = net.gradient(x, np.eye(10)[t])
+    assert {k: g.shape for k, g in grads.items()} == {k: p.shape for k, p in net.params.items()}
+    assert net.accuracy(x, t) == np.mean(net.predict(x).argmax(axis=1) == t)
+
+
+def test_inconsistent_params_are_rejected() -> None:
+    params = random_params()
+    params["W2"] = params["W2"][:40]
+    with pytest.raises(WeightsError, match=r"W2 has shape \(40, 100\), expected \(50, \*\)"):
+        Network(params)
+
+
+# --- the textbook's weights on the real test set ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def textbook_net(reference_weights: Path) -> Network:
+    return Network(load_weights(reference_weights))
+
+
+@pytest.mark.parametrize("batch_size", BATCH_SIZES)
+def test_textbook_weights_accuracy_and_labels(
+    textbook_net: Network, real_mnist_dir: Path, reference_weights: Path, batch_size: int
+) -> None:
+    images, labels = real_test_set(real_mnist_dir)
+    want = reference_labels(real_mnist_dir, reference_weights)
+    preds, _ = textbook_net.classify(images, batch_size)
+    assert np.count_nonzero(preds == labels) / len(labels) == 0.9352
+    np.testing.assert_array_equal(preds, want)
+
+
+def test_textbook_weights_predict_matches_textbook(
+    textbook_net: Network, real_mnist_dir: Path, reference_weights: Path
+) -> None:
+    images = real_test_set(real_mnist_dir)[0][:2000]
+    params = load_weights(reference_weights)
+    y = textbook_net.predict(images.astype(np.float32) / 255.0)
+    np.testing.assert_allclose(y, textbook_predict(params, images / np.float32(255.0)), atol=1e-5)
+    np.testing.assert_array_equal(y.argmax(axis=1), textbook_labels(params, images))
