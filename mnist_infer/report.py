@@ -158,7 +158,10 @@ def _save_png(img: Image.Image, path: str | os.PathLike[str]) -> None:
         raise MnistInferError(f"cannot write {p}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG", optimize=True)
+            mask = os.umask(0)
+            os.umask(mask)
+            os.fchmod(f.fileno(), 0o666 & ~mask)  # mkstemp makes 0600: use the usual mode
+            img.save(f, format="PNG")
         os.replace(tmp, p)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)

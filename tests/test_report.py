@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -171,6 +172,9 @@ def test_confusion_png_shades_cells_by_row_share(tmp_path: Path) -> None:
     path = tmp_path / "new" / "cm.png"
     report.write_confusion_png(cm, path, cell=48)
     assert sorted(p.name for p in path.parent.iterdir()) == ["cm.png"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
 
     img = Image.open(path)
     left, top, right, bottom = report._CM_MARGINS
