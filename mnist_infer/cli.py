@@ -49,6 +49,43 @@ def cli() -> None:
 # --- download ---------------------------------------------------------------
 
 
+@cli.command()
+@click.option(
+    "--split",
+    type=click.Choice(["test", "train", "all"]),
+    default="all",
+    show_default=True,
+    help="Which files to fetch.",
+)
+@click.option(
+    "--mirror",
+    "mirrors",
+    multiple=True,
+    metavar="URL_OR_DIR",
+    envvar="MNIST_INFER_MIRRORS",
+    show_envvar=True,
+    help="Base URL (http(s)://, file://) or local folder holding the .gz files; repeat to "
+    "try several in order. Replaces the default mirrors.",
+)
+@click.option("--force", is_flag=True, help="Fetch again even if the cached files verify.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or summary lines.")
+@cache_dir_option
+def download(
+    split: str, mirrors: tuple[str, ...], force: bool, quiet: bool, cache_dir: Path | None
+) -> None:
+    """Download MNIST into the cache, verifying every file's SHA-256."""
+    from mnist_infer.download import fetch
+
+    fetch(
+        split,
+        cache_dir,
+        list(mirrors) or None,
+        force=force,
+        quiet=quiet,
+        report=None if quiet else lambda r: click.echo(r.summary()),
+    )
+
+
 # --- evaluate ---------------------------------------------------------------
 
 

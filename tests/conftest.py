@@ -45,3 +45,21 @@ def reference_weights() -> Path:
     if not p.is_file():
         pytest.skip(f"no textbook weights at {p}")
     return p
+
+
+@pytest.fixture
+def loopback():
+    """A real HTTP server on 127.0.0.1 (see tests/loopback.py), closed after the test."""
+    from loopback import Loopback
+
+    server = Loopback()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def mini_mnist(tmp_path_factory: pytest.TempPathFactory):
+    """Small generated MNIST-like .gz files with their own pinned hashes (read-only)."""
+    from loopback import make_mini_mnist
+
+    return make_mini_mnist(tmp_path_factory.mktemp("mini") / "mirror")

@@ -1,0 +1,418 @@
+"""Fetch MNIST files from mirrors, verify their decompressed SHA-256, install them atomically."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+from urllib.parse import unquote, urlparse
+
+from mnist_infer.dataset import FileSpec, resolve_cache_dir, select
+from mnist_infer.errors import IntegrityError, MnistInferError, NetworkError, UsageError
+from mnist_infer.idx import GZIP_MAGIC
+
+if TYPE_CHECKING:
+    import requests
+
+DEFAULT_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+MIRRORS_ENV = "MNIST_INFER_MIRRORS"
+PART_SUFFIX = ".part"
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Result:
+    """One file in the cache after `fetch`: where it is, where it came from, whether it was new."""
+
+    name: str
+    path: Path
+    source: str
+    size: int
+    cached: bool
+
+    def summary(self) -> str:
+        """One line for the terminal."""
+        state = "already cached, verified" if self.cached else "verified"
+        return f"{self.name}  {self.size:,} bytes  {state}  ({self.source})"
+
+
+class _Failed(Exception):
+    """One mirror failed for one file; `delivered` means it sent a whole file that was wrong."""
+
+    def __init__(self, reason: str, *, transient: bool = False, delivered: bool = False) -> None:
+        super().__init__(reason)
+        self.transient = transient
+        self.delivered = delivered
+
+
+def default_mirrors() -> list[str]:
+    """$MNIST_INFER_MIRRORS (whitespace-separated) if set, else the built-in mirrors."""
+    env = os.environ.get(MIRRORS_ENV, "").split()
+    return env or list(DEFAULT_MIRRORS)
+
+
+def fetch(
+    split: str = "all",
+    cache_dir: Path | None = None,
+    mirrors: Sequence[str] | None = None,
+    *,
+    force: bool = False,
+    quiet: bool = False,
+    files: Sequence[FileSpec] | None = None,
+    timeout: tuple[float, float] = (5.0, 30.0),
+    retries: int = 3,
+    backoff: float = 0.5,
+    report: Callable[[Result], None] | None = None,
+) -> list[Result]:
+    """Make the split's files present and verified in the cache; return one Result per file.
+
+    Cached files are re-hashed and kept if good (`force` re-fetches them). Otherwise each mirror
+    is tried in order; transient errors (connection, timeout, HTTP 5xx/429) are retried
+    `retries` times with exponential `backoff`. A file is accepted when its decompressed bytes
+    match the pinned size and SHA-256, whether the mirror serves it gzipped or not.
+
+    Failure rule: if every mirror delivered a complete file and each failed verification
+    (wrong size, checksum mismatch, undecodable gzip), raise IntegrityError (exit 4);
+    if any mirror could not deliver (unreachable, timeout, HTTP error, HTML page, missing
+    file), raise NetworkError (exit 3). Either message lists every mirror and its reason.
+    """
+    specs = select(split, files)
+    bases = list(default_mirrors() if mirrors is None else mirrors)
+    if not bases:
+        raise UsageError("no mirrors given; pass --mirror URL_OR_DIR or unset MNIST_INFER_MIRRORS")
+    for base in bases:
+        _check_mirror(base)
+    cache = resolve_cache_dir(cache_dir)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MnistInferError(
+            f"cannot create the cache folder {cache}: {e.strerror or e}"
+        ) from None
+    results = []
+    fetcher = _Fetcher(
+        cache,
+        bases,
+        [s.gz_name for s in specs],
+        progress=not quiet and sys.stderr.isatty(),
+        timeout=timeout,
+        retries=retries,
+        backoff=backoff,
+    )
+    with _locked(cache, quiet), fetcher as f:
+        _remove_partials(cache)
+        good = {s.name for s in specs if not force and _matches(cache / s.name, s)}
+        for spec in specs:  # bad or forced entries go first: a failed fetch leaves none behind
+            if spec.name not in good:
+                with suppress(FileNotFoundError):
+                    (cache / spec.name).unlink()
+        for spec in specs:
+            target = cache / spec.name
+            if spec.name in good:
+                r = Result(spec.name, target, str(target), spec.size, cached=True)
+            else:
+                r = Result(spec.name, target, f.get(spec), spec.size, cached=False)
+            if report is not None:
+                report(r)
+            results.append(r)
+    return results
+
+
+class _Fetcher:
+    """Tries the mirrors for one file after another; holds the HTTP session."""
+
+    def __init__(
+        self,
+        cache: Path,
+        bases: list[str],
+        names: list[str],
+        *,
+        progress: bool,
+        timeout: tuple[float, float],
+        retries: int,
+        backoff: float,
+    ) -> None:
+        self.cache, self.bases, self.names, self.progress = cache, bases, names, progress
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.failed: set[str] = set()
+        self._session: requests.Session | None = None
+
+    def __enter__(self) -> _Fetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._session is not None:
+            self._session.close()
+
+    def get(self, spec: FileSpec) -> str:
+        """Install `spec` from the first mirror that delivers it; return the source used."""
+        failures: list[tuple[str, _Failed]] = []
+        # A mirror that failed for an earlier file goes last, so a dead one costs time once.
+        for base in sorted(self.bases, key=lambda b: b in self.failed):
+            try:
+                return self._from_mirror(base, spec)
+            except _Failed as e:
+                failures.append((base, e))
+                self.failed.add(base)
+        raise _all_failed(spec, failures, self.names)
+
+    def _from_mirror(self, base: str, spec: FileSpec) -> str:
+        if not re.match(r"https?://", base, re.IGNORECASE):
+            return _from_folder(_folder(base), spec, self.cache)
+        url = base.rstrip("/") + "/" + spec.gz_name
+        attempt = 0
+        while True:
+            try:
+                with _part(self.cache, spec.gz_name) as tmp:
+                    self._download(url, spec, tmp)
+                    _install(tmp, spec, self.cache)
+                return url
+            except _Failed as e:
+                if not e.transient or attempt == self.retries:
+                    if attempt:
+                        raise _Failed(f"{e} (after {attempt + 1} attempts)") from None
+                    raise
+            time.sleep(self.backoff * 2**attempt)
+            attempt += 1
+
+    def _download(self, url: str, spec: FileSpec, tmp: Path) -> None:
+        import requests
+
+        if self._session is None:
+            self._session = requests.Session()
+        # A gzip of incompressible data is a little larger than the data itself.
+        limit = max(spec.gz_size, spec.size + spec.size // 64 + 1024)
+        try:
+            with self._session.get(url, stream=True, timeout=self.timeout) as r:
+                if r.status_code != 200:
+                    transient = r.status_code >= 500 or r.status_code == 429
+                    raise _Failed(f"HTTP {r.status_code} {r.reason}", transient=transient)
+                if "html" in r.headers.get("Content-Type", "").lower():
+                    raise _Failed("served an HTML page (HTTP 200), not the file")
+                total = int(r.headers.get("Content-Length") or 0) or None
+                if total and total > limit:
+                    raise _Failed(f"too large: {total:,} bytes", delivered=True)
+                with open(tmp, "wb") as out, _bar(spec.gz_name, total, self.progress) as update:
+                    n = 0
+                    for chunk in r.iter_content(_CHUNK):
+                        if n == 0 and chunk.lstrip()[:1] == b"<":
+                            raise _Failed("served an HTML page (HTTP 200), not the file")
+                        n += len(chunk)
+                        if n > limit:
+                            raise _Failed(f"too large: over {limit:,} bytes", delivered=True)
+                        out.write(chunk)
+                        update(len(chunk))
+        except requests.RequestException as e:
+            raise _Failed(self._describe(e), transient=_transient(e)) from None
+
+    def _describe(self, e: Exception) -> str:
+        import requests
+
+        text = _innermost(e)
+        if isinstance(e, requests.Timeout) or "timed out" in text.lower():
+            return f"timed out (connect {self.timeout[0]:g} s, read {self.timeout[1]:g} s)"
+        return text
+
+
+def _transient(e: Exception) -> bool:
+    import requests
+    from urllib3.exceptions import NameResolutionError
+
+    reason = getattr(e.args[0], "reason", None) if e.args else None
+    # An unknown host is not worth retrying: offline machines should fail fast.
+    if isinstance(reason, NameResolutionError):
+        return False
+    return isinstance(
+        e, requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError
+    )
+
+
+def _innermost(e: BaseException) -> str:
+    """A short reason from a requests/urllib3 exception chain."""
+    inner: object = e
+    while True:
+        nxt = getattr(inner, "reason", None)
+        if not isinstance(nxt, BaseException) and isinstance(inner, BaseException) and inner.args:
+            nxt = inner.args[0]
+        if not isinstance(nxt, BaseException):
+            break
+        inner = nxt
+    text = str(nxt) if isinstance(nxt, str) else str(inner)
+    text = re.sub(r"^\w+\(host=[^)]*\): ", "", text)
+    return re.sub(r"<[^>]* object at 0x[0-9a-f]+>: ", "", text)
+
+
+def _from_folder(folder: Path, spec: FileSpec, cache: Path) -> str:
+    """Install `spec` from `folder/name.gz` or `folder/name`."""
+    if not folder.is_dir():
+        raise _Failed(f"no such folder {folder}")
+    found = [p for p in (folder / spec.gz_name, folder / spec.name) if p.is_file()]
+    if not found:
+        raise _Failed(f"neither {spec.gz_name} nor {spec.name} is in {folder}")
+    reasons = []
+    for p in found:
+        try:
+            _install(p, spec, cache)
+            return str(p)
+        except _Failed as e:
+            reasons.append(f"{p.name}: {e}")
+    raise _Failed("; ".join(reasons), delivered=True)
+
+
+def _install(src: Path, spec: FileSpec, cache: Path) -> None:
+    """Decompress (if gzipped) and hash `src`; rename into the cache only if it matches."""
+    try:
+        with open(src, "rb") as f:
+            _install_from(f, spec, cache)
+    except OSError as e:
+        raise _Failed(f"cannot read {src}: {e.strerror or e}") from None
+
+
+def _install_from(f: BinaryIO, spec: FileSpec, cache: Path) -> None:
+    gzipped = f.read(2) == GZIP_MAGIC
+    f.seek(0)
+    stream: BinaryIO | gzip.GzipFile = gzip.GzipFile(fileobj=f, mode="rb") if gzipped else f
+    h = hashlib.sha256()
+    n = 0
+    try:
+        with _part(cache, spec.name) as tmp:
+            with open(tmp, "wb") as out:
+                while chunk := _read(stream):
+                    n += len(chunk)
+                    if n > spec.size:
+                        raise _Failed(
+                            f"wrong size: over {spec.size:,} bytes after decompression",
+                            delivered=True,
+                        )
+                    h.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if n != spec.size:
+                raise _Failed(
+                    f"wrong size: expected {spec.size:,} bytes after decompression, found {n:,}",
+                    delivered=True,
+                )
+            if (digest := h.hexdigest()) != spec.sha256:
+                raise _Failed(
+                    f"checksum mismatch: expected SHA-256 {spec.sha256}, found {digest}",
+                    delivered=True,
+                )
+            os.replace(tmp, cache / spec.name)
+    except OSError as e:
+        raise MnistInferError(f"cannot write to the cache folder {cache}: {e}") from None
+
+
+def _read(stream: BinaryIO | gzip.GzipFile) -> bytes:
+    try:
+        return stream.read(1 << 20)
+    except (OSError, EOFError, zlib.error) as e:
+        raise _Failed(f"undecodable gzip data ({e})", delivered=True) from None
+
+
+def _matches(path: Path, spec: FileSpec) -> bool:
+    """True if the cached `path` has the pinned size and SHA-256."""
+    try:
+        if path.stat().st_size != spec.size:
+            return False
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest() == spec.sha256
+    except OSError:
+        return False
+
+
+def _all_failed(
+    spec: FileSpec, failures: list[tuple[str, _Failed]], names: list[str]
+) -> MnistInferError:
+    tried = "; ".join(f"{base} -> {e}" for base, e in failures)
+    if all(e.delivered for _, e in failures):
+        return IntegrityError(
+            f"{spec.name}: no mirror delivered the expected data ({tried});"
+            " the mirrors may hold different files, try another --mirror"
+        )
+    return NetworkError(
+        f"could not download {spec.gz_name} from any mirror ({tried}); download the"
+        f" files by hand ({', '.join(names)}) into a folder and run"
+        " `mnist-infer download --mirror DIR`"
+    )
+
+
+def _check_mirror(base: str) -> None:
+    m = re.match(r"([a-zA-Z][a-zA-Z0-9+.-]*)://", base)
+    if m and m.group(1).lower() not in ("http", "https", "file"):
+        raise UsageError(
+            f"unsupported mirror {base!r}; expected an http(s):// or file:// URL or a folder"
+        )
+
+
+def _folder(base: str) -> Path:
+    if base.lower().startswith("file://"):
+        return Path(unquote(urlparse(base).path))
+    return Path(base).expanduser()
+
+
+@contextmanager
+def _part(cache: Path, name: str) -> Iterator[Path]:
+    """A temporary file in the cache folder, removed on exit unless renamed away."""
+    while True:
+        tmp = cache / f".{name}.{os.urandom(4).hex()}{PART_SUFFIX}"
+        try:  # unlike mkstemp, mode 0o666 lets the umask decide who may read the cache
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield tmp
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _remove_partials(cache: Path) -> None:
+    """Delete temporary files left by a killed download (we hold the lock, so none is live)."""
+    for p in cache.glob(f".*{PART_SUFFIX}"):
+        with suppress(OSError):
+            p.unlink()
+
+
+@contextmanager
+def _locked(cache: Path, quiet: bool) -> Iterator[None]:
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(cache / ".lock")
+    try:
+        lock.acquire(timeout=0.2)
+    except Timeout:
+        if not quiet:
+            print(f"Waiting for another download into {cache} to finish...", file=sys.stderr)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
+def _bar(name: str, total: int | None, show: bool) -> Iterator[Callable[[int], object]]:
+    """A tqdm bar's update method, or a no-op when progress is not shown."""
+    if not show:
+        yield lambda n: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(
+        total=total, desc=name, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr
+    ) as bar:
+        yield bar.update

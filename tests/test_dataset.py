@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from loopback import MiniMnist
+
+from mnist_infer.dataset import (
+    FILES,
+    data_hashes,
+    file_names,
+    load_arrays,
+    load_mnist,
+    resolve_cache_dir,
+)
+from mnist_infer.errors import IntegrityError, NetworkError, UsageError
+from mnist_infer.idx import write_idx
+
+IMAGES = "t10k-images-idx3-ubyte"
+LABELS = "t10k-labels-idx1-ubyte"
+
+
+@pytest.fixture
+def filled(cache_dir: Path, mini_mnist: MiniMnist) -> MiniMnist:
+    """A cache holding the generated files, as a verified download leaves it."""
+    cache_dir.mkdir()
+    for name, raw in mini_mnist.raw.items():
+        (cache_dir / name).write_bytes(raw)
+    return mini_mnist
+
+
+def test_resolve_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_cache_dir(tmp_path / "a") == tmp_path / "a"
+    assert resolve_cache_dir() == tmp_path / "cache"  # $MNIST_INFER_CACHE from conftest
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert resolve_cache_dir(Path("~/c")) == tmp_path / "home" / "c"
+    monkeypatch.delenv("MNIST_INFER_CACHE")
+    assert resolve_cache_dir() == tmp_path / "xdg-cache" / "mnist-infer"
+
+
+@pytest.mark.parametrize(("split", "n"), [("test", 50), ("train", 60)])
+def test_load_arrays_from_cache(filled: MiniMnist, cache_dir: Path, split: str, n: int) -> None:
+    images, labels = file_names(split)
+    x, t = load_arrays(split, cache_dir, mirrors=["/nowhere"])
+    assert x.shape == (n, 784)
+    assert x.dtype == np.uint8
+    assert x.flags.c_contiguous
+    assert t.shape == (n,)
+    assert t.dtype == np.uint8
+    np.testing.assert_array_equal(x, filled.arrays[images].reshape(n, 784))
+    np.testing.assert_array_equal(t, filled.arrays[labels])
+
+
+def test_load_arrays_default_cache_from_env(filled: MiniMnist) -> None:
+    x, _ = load_arrays()
+    np.testing.assert_array_equal(x[0], filled.arrays[IMAGES][0].ravel())
+
+
+def test_load_arrays_missing_split_and_no_mirror(cache_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(NetworkError, match=f"neither {IMAGES}.gz nor {IMAGES} is in {tmp_path}"):
+        load_arrays("test", cache_dir, mirrors=[str(tmp_path)])
+
+
+def test_load_arrays_from_local_folder(mini_mnist: MiniMnist, cache_dir: Path) -> None:
+    x, t = load_arrays("test", cache_dir, mirrors=[str(mini_mnist.folder)], files=mini_mnist.files)
+    assert x.shape == (50, 784)
+    np.testing.assert_array_equal(t, mini_mnist.arrays[LABELS])
+    assert {p.name for p in cache_dir.iterdir()} == {IMAGES, LABELS, ".lock"}
+
+
+def test_damaged_cache_entry(filled: MiniMnist, cache_dir: Path) -> None:
+    p = cache_dir / LABELS
+    p.write_bytes(p.read_bytes()[:-3])
+    with pytest.raises(IntegrityError) as e:
+        load_arrays("test", cache_dir)
+    assert str(e.value).startswith(f"cached MNIST file is damaged: {p}: payload truncated")
+    assert str(e.value).endswith("run `mnist-infer download --force`")
+    assert e.value.exit_code == 4
+
+
+def test_count_mismatch_in_cache(filled: MiniMnist, cache_dir: Path) -> None:
+    write_idx(cache_dir / LABELS, filled.arrays[LABELS][:-1])
+    with pytest.raises(IntegrityError, match=r"holds 50 images but .* holds 49 labels"):
+        load_arrays("test", cache_dir)
+
+
+@pytest.mark.parametrize("fn", [load_arrays, load_mnist, data_hashes, file_names])
+def test_unknown_split(fn: Callable[[str], object], cache_dir: Path) -> None:
+    with pytest.raises(UsageError, match="unknown split 'valid'; expected one of: test, train"):
+        fn("valid")
+    assert not cache_dir.exists()
+
+
+def test_load_mnist_textbook_forms(filled: MiniMnist) -> None:
+    images = filled.arrays[IMAGES]
+    labels = filled.arrays[LABELS]
+    x, t = load_mnist("test")
+    assert x.dtype == np.float32
+    assert x.shape == (50, 784)
+    np.testing.assert_allclose(x * 255, images.reshape(50, 784), atol=1e-4)
+    np.testing.assert_array_equal(t, labels)
+    x, _ = load_mnist(normalize=False, flatten=False)
+    assert x.dtype == np.uint8
+    np.testing.assert_array_equal(x, images.reshape(50, 1, 28, 28))
+    _, t = load_mnist(one_hot_label=True)
+    assert t.shape == (50, 10)
+    np.testing.assert_array_equal(t.sum(axis=1), np.ones(50))
+    np.testing.assert_array_equal(t.argmax(axis=1), labels)
+
+
+def test_data_hashes() -> None:
+    assert data_hashes("test") == {
+        IMAGES: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        LABELS: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    }
+    assert set(data_hashes("train")) == {"train-images-idx3-ubyte", "train-labels-idx1-ubyte"}
+    assert sum(f.size for f in FILES) == 47_040_016 + 60_008 + 7_840_016 + 10_008
+
+
+def test_load_path_imports_no_network_modules(filled: MiniMnist, cache_dir: Path) -> None:
+    code = (
+        "import sys; from mnist_infer.dataset import load_arrays;"
+        f" x, t = load_arrays('test', {str(cache_dir)!r});"
+        " print(x.shape, sorted({'requests', 'tqdm', 'filelock', 'gzip'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "(50, 784) []"

@@ -1,0 +1,461 @@
+from __future__ import annotations
+
+import gzip
+import hashlib
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from loopback import Loopback, MiniMnist, Reply, dropped, html_page, ok, stalled, status
+
+from mnist_infer import dataset
+from mnist_infer.cli import cli
+from mnist_infer.dataset import FILES, load_arrays
+from mnist_infer.download import DEFAULT_MIRRORS, default_mirrors, fetch
+from mnist_infer.errors import IntegrityError, NetworkError, UsageError
+
+LABELS = "t10k-labels-idx1-ubyte"
+IMAGES = "t10k-images-idx3-ubyte"
+FAST: dict[str, Any] = {"timeout": (0.5, 0.4), "retries": 1, "backoff": 0.01, "quiet": True}
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def listing(d: Path) -> set[str]:
+    """Everything in the cache folder except the lock file."""
+    return {p.name for p in d.iterdir()} - {".lock"} if d.exists() else set()
+
+
+def assert_good_cache(cache: Path, mini: MiniMnist, names: set[str]) -> None:
+    """Exactly `names` are cached (no temporary files), each with its pinned content."""
+    assert listing(cache) == names
+    for s in mini.files:
+        if s.name in names:
+            assert sha(cache / s.name) == s.sha256
+
+
+def test_fetch_test_split(loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path) -> None:
+    base = mini_mnist.serve(loopback, "m")
+    res = fetch("test", cache_dir, [base], files=mini_mnist.files, **FAST)
+    assert [r.name for r in res] == [IMAGES, LABELS]
+    assert [r.source for r in res] == [base + IMAGES + ".gz", base + LABELS + ".gz"]
+    assert not any(r.cached for r in res)
+    assert res[1].size == 58
+    assert res[1].summary() == f"{LABELS}  58 bytes  verified  ({base}{LABELS}.gz)"
+    assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
+
+
+def test_fetch_all_then_cached(loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path) -> None:
+    base = mini_mnist.serve(loopback, "m")
+    fetch("all", cache_dir, [base], files=mini_mnist.files, **FAST)
+    assert_good_cache(cache_dir, mini_mnist, {s.name for s in mini_mnist.files})
+    assert sum(loopback.hits.values()) == 4
+    again = fetch("all", cache_dir, [base], files=mini_mnist.files, **FAST)
+    assert all(r.cached for r in again)
+    assert "already cached, verified" in again[0].summary()
+    assert sum(loopback.hits.values()) == 4
+
+
+def test_force_refetches(loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path) -> None:
+    base = mini_mnist.serve(loopback, "m")
+    fetch("test", cache_dir, [base], files=mini_mnist.files, **FAST)
+    res = fetch("test", cache_dir, [base], files=mini_mnist.files, force=True, **FAST)
+    assert not any(r.cached for r in res)
+    assert sum(loopback.hits.values()) == 4
+    assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
+
+
+def test_corrupt_cache_entry_is_refetched(
+    loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path
+) -> None:
+    base = mini_mnist.serve(loopback, "m")
+    fetch("test", cache_dir, [base], files=mini_mnist.files, **FAST)
+    p = cache_dir / IMAGES
+    p.write_bytes(p.read_bytes()[:-1] + b"\x01")
+    res = fetch("test", cache_dir, [base], files=mini_mnist.files, **FAST)
+    assert [r.cached for r in res] == [False, True]
+    assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
+
+
+def test_corrupt_cache_entry_removed_when_mirrors_fail(
+    loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path
+) -> None:
+    cache_dir.mkdir()
+    (cache_dir / LABELS).write_bytes(mini_mnist.raw[LABELS][:-1] + b"\x07")
+    with pytest.raises(NetworkError):
+        fetch("test", cache_dir, [loopback.mirror("none")], files=mini_mnist.files, **FAST)
+    assert listing(cache_dir) == set()
+
+
+def test_leftover_partial_files_are_cleaned(
+    loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path
+) -> None:
+    cache_dir.mkdir()
+    (cache_dir / f".{IMAGES}.1234abcd.part").write_bytes(b"half a download")
+    fetch("test", cache_dir, [mini_mnist.serve(loopback, "m")], files=mini_mnist.files, **FAST)
+    assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
+
+
+def _bad_first_mirror(mini: MiniMnist) -> dict[str, Reply]:
+    gz = mini.gz(LABELS)
+    other = gzip.compress(mini.raw[LABELS][:-1] + b"\x05", mtime=0)
+    return {
+        "404": status(404),
+        "500": status(500),
+        "503": status(503),
+        "dropped": dropped(gz),
+        "stalled": stalled(gz, delay=1.0),
+        "html-200": html_page(),
+        "html-as-octets": Reply(b"<html><body>blocked</body></html>"),
+        "wrong-bytes": ok(other),
+        "short-file": ok(mini.raw[LABELS][:-8]),
+        "cut-gzip": ok(gz[: len(gz) // 2]),
+        "garbage-gzip": ok(b"\x1f\x8b" + bytes(200)),
+        "empty": ok(b""),
+        "too-large": ok(bytes(100_000)),
+    }
+
+
+CASES = [
+    "404",
+    "500",
+    "503",
+    "dropped",
+    "stalled",
+    "html-200",
+    "html-as-octets",
+    "wrong-bytes",
+    "short-file",
+    "cut-gzip",
+    "garbage-gzip",
+    "empty",
+    "too-large",
+]
+REASON = {
+    "404": "HTTP 404 Not Found",
+    "500": "HTTP 500 Internal Server Error (after 2 attempts)",
+    "503": "HTTP 503 Service Unavailable (after 2 attempts)",
+    "dropped": "IncompleteRead",
+    "stalled": "timed out (connect 0.5 s, read 0.4 s) (after 2 attempts)",
+    "html-200": "served an HTML page (HTTP 200), not the file",
+    "html-as-octets": "served an HTML page (HTTP 200), not the file",
+    "wrong-bytes": "checksum mismatch: expected SHA-256",
+    "short-file": "wrong size: expected 58 bytes after decompression, found 50",
+    "cut-gzip": "undecodable gzip data",
+    "garbage-gzip": "undecodable gzip data",
+    "empty": "wrong size: expected 58 bytes after decompression, found 0",
+    "too-large": "too large",
+}
+DELIVERED = {"wrong-bytes", "short-file", "cut-gzip", "garbage-gzip", "empty", "too-large"}
+HITS = {"500": 2, "503": 2, "dropped": 2, "stalled": 2}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_falls_back_to_second_mirror(
+    loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path, case: str
+) -> None:
+    bad = mini_mnist.serve(loopback, "bad")  # images are fine, labels are not
+    loopback.route(f"bad/{LABELS}.gz", _bad_first_mirror(mini_mnist)[case])
+    good = mini_mnist.serve(loopback, "good")
+    res = fetch("test", cache_dir, [bad, good], files=mini_mnist.files, **FAST)
+    assert [r.source for r in res] == [f"{bad}{IMAGES}.gz", f"{good}{LABELS}.gz"]
+    assert loopback.hits[f"/bad/{LABELS}.gz"] == HITS.get(case, 1)
+    assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_single_bad_mirror_fails_cleanly(
+    loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path, case: str
+) -> None:
+    images = mini_mnist.serve(loopback, "bad")  # images are fine, labels are not
+    loopback.route(f"bad/{LABELS}.gz", _bad_first_mirror(mini_mnist)[case])
+    expected = IntegrityError if case in DELIVERED else NetworkError
+    with pytest.raises(expected) as e:
+        fetch("test", cache_dir, [images], files=mini_mnist.files, **FAST)
+    msg = str(e.value)
+    assert f"{images} -> " in msg
+    assert REASON[case] in msg
+    assert_good_cache(cache_dir, mini_mnist, {IMAGES})
+
+
+def test_retry_recovers_from_a_transient_error(
+    loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path
+) -> None:
+    base = mini_mnist.serve(loopback, "m")
+    loopback.route(
+        f"m/{LABELS}.gz", status(502), dropped(mini_mnist.gz(LABELS)), ok(mini_mnist.gz(LABELS))
+    )
+    opts = FAST | {"retries": 2}
+    res = fetch("test", cache_dir, [base], files=mini_mnist.files, **opts)
+    assert res[1].source == f"{base}{LABELS}.gz"
+    assert loopback.hits[f"/m/{LABELS}.gz"] == 3
+    assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
+
+
+def test_uncompressed_and_recompressed_content_accepted(
+    loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path
+) -> None:
+    loopback.route(f"m/{IMAGES}.gz", ok(gzip.compress(mini_mnist.raw[IMAGES], 1)))
+    loopback.route(f"m/{LABELS}.gz", ok(mini_mnist.raw[LABELS]))
+    fetch("test", cache_dir, [loopback.mirror("m")], files=mini_mnist.files, **FAST)
+    assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
+
+
+def test_every_mirror_listed_in_the_error(mini_mnist: MiniMnist, cache_dir: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    refused = f"http://127.0.0.1:{port}/mnist/"
+    missing = str(cache_dir.parent / "no-such-folder")
+    t = time.perf_counter()
+    with pytest.raises(NetworkError) as e:
+        fetch("test", cache_dir, [refused, missing], files=mini_mnist.files, **FAST)
+    assert time.perf_counter() - t < 5
+    msg = str(e.value)
+    assert msg.startswith(f"could not download {IMAGES}.gz from any mirror (")
+    assert f"{refused} -> " in msg
+    assert "Connection refused" in msg
+    assert f"{missing} -> no such folder" in msg
+    assert "mnist-infer download --mirror DIR" in msg
+    assert e.value.exit_code == 3
+    assert listing(cache_dir) == set()
+
+
+@pytest.mark.parametrize("kind", ["gz", "raw", "file-url"])
+def test_local_folder_mirror(
+    mini_mnist: MiniMnist, cache_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    folder = tmp_path / "local"
+    folder.mkdir()
+    for s in mini_mnist.files:
+        if kind == "raw":
+            (folder / s.name).write_bytes(mini_mnist.raw[s.name])
+        else:
+            (folder / s.gz_name).write_bytes(mini_mnist.gz(s.name))
+    mirror = folder.as_uri() if kind == "file-url" else str(folder)
+    res = fetch("all", cache_dir, [mirror], files=mini_mnist.files, **FAST)
+    suffix = "" if kind == "raw" else ".gz"
+    assert res[0].source == str(folder / f"train-images-idx3-ubyte{suffix}")
+    assert_good_cache(cache_dir, mini_mnist, {s.name for s in mini_mnist.files})
+
+
+def test_local_folder_bad_gz_then_good_raw(
+    mini_mnist: MiniMnist, cache_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "local"
+    folder.mkdir()
+    (folder / f"{LABELS}.gz").write_bytes(b"\x1f\x8bnope")
+    (folder / LABELS).write_bytes(mini_mnist.raw[LABELS])
+    (folder / f"{IMAGES}.gz").write_bytes(mini_mnist.gz(IMAGES))
+    res = fetch("test", cache_dir, [str(folder)], files=mini_mnist.files, **FAST)
+    assert res[1].source == str(folder / LABELS)
+    assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
+
+
+def test_local_folder_without_the_files(tmp_path: Path, cache_dir: Path) -> None:
+    with pytest.raises(NetworkError, match=f"neither {IMAGES}.gz nor {IMAGES} is in {tmp_path}"):
+        fetch("test", cache_dir, [str(tmp_path)], **FAST)
+
+
+@pytest.mark.parametrize(
+    ("mirrors", "split", "message"),
+    [
+        (["ftp://example.org/mnist/"], "test", "unsupported mirror 'ftp://example.org/mnist/'"),
+        ([], "test", "no mirrors given"),
+        (["/x"], "valid", "unknown split 'valid'; expected one of: test, train, all"),
+    ],
+)
+def test_usage_errors(mirrors: list[str], split: str, message: str, cache_dir: Path) -> None:
+    with pytest.raises(UsageError, match=message):
+        fetch(split, cache_dir, mirrors, **FAST)
+    assert not cache_dir.exists()
+
+
+def test_default_mirrors_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert default_mirrors() == list(DEFAULT_MIRRORS)
+    assert all(m.startswith("https://") and "lecun" not in m for m in DEFAULT_MIRRORS)
+    monkeypatch.setenv("MNIST_INFER_MIRRORS", " /a\n http://b/ ")
+    assert default_mirrors() == ["/a", "http://b/"]
+
+
+def test_concurrent_fetches_share_one_download(
+    loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path
+) -> None:
+    base = mini_mnist.serve(loopback, "m")
+    for s in mini_mnist.files:  # slow enough that the two threads overlap
+        loopback.route(f"m/{s.gz_name}", stalled(mini_mnist.gz(s.name), delay=0.2))
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        start.wait()
+        try:
+            fetch("test", cache_dir, [base], files=mini_mnist.files, **FAST)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert errors == []
+    assert loopback.hits[f"/m/{IMAGES}.gz"] == 1
+    assert loopback.hits[f"/m/{LABELS}.gz"] == 1
+    assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
+
+
+def test_load_arrays_downloads_missing_split(
+    loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path
+) -> None:
+    base = mini_mnist.serve(loopback, "m")
+    x, t = load_arrays("test", cache_dir, mirrors=[base], files=mini_mnist.files)
+    np.testing.assert_array_equal(x, mini_mnist.arrays[IMAGES].reshape(50, 784))
+    np.testing.assert_array_equal(t, mini_mnist.arrays[LABELS])
+    assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
+
+
+# --- the command ------------------------------------------------------------
+
+
+@pytest.fixture
+def mini_files(mini_mnist: MiniMnist, monkeypatch: pytest.MonkeyPatch) -> MiniMnist:
+    """Pin the generated files' hashes in place of the real ones for CLI runs."""
+    monkeypatch.setattr(dataset, "FILES", mini_mnist.files)
+    return mini_mnist
+
+
+def invoke(*args: str, **kw: Any) -> Any:
+    return CliRunner().invoke(cli, ["download", *args], **kw)
+
+
+def test_cli_download_lines(loopback: Loopback, mini_files: MiniMnist, cache_dir: Path) -> None:
+    base = mini_files.serve(loopback, "m")
+    res = invoke("--mirror", base, "--split", "test")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines() == [
+        f"{IMAGES}  39,216 bytes  verified  ({base}{IMAGES}.gz)",
+        f"{LABELS}  58 bytes  verified  ({base}{LABELS}.gz)",
+    ]
+    assert res.stderr == ""
+    assert_good_cache(cache_dir, mini_files, {IMAGES, LABELS})
+    again = invoke("--mirror", base, "--split", "test")
+    assert again.exit_code == 0
+    assert again.stdout.splitlines()[1] == (
+        f"{LABELS}  58 bytes  already cached, verified  ({cache_dir / LABELS})"
+    )
+    forced = invoke("--mirror", base, "--split", "test", "--force")
+    assert "already cached" not in forced.stdout
+    assert forced.stdout.count("  verified  (") == 2
+    assert sum(loopback.hits.values()) == 4
+
+
+def test_cli_quiet_all_splits_cache_dir_option(
+    loopback: Loopback, mini_files: MiniMnist, tmp_path: Path
+) -> None:
+    cache = tmp_path / "elsewhere"
+    res = invoke("-q", "--mirror", mini_files.serve(loopback, "m"), "--cache-dir", str(cache))
+    assert res.exit_code == 0
+    assert res.output == ""
+    assert_good_cache(cache, mini_files, {s.name for s in mini_files.files})
+
+
+def test_cli_mirror_env_var_and_file_url(
+    mini_files: MiniMnist, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MNIST_INFER_MIRRORS", f"/does/not/exist {mini_files.folder.as_uri()}")
+    res = invoke("--split", "train")
+    assert res.exit_code == 0, res.output
+    assert f"({mini_files.folder}/train-labels-idx1-ubyte.gz)" in res.stdout
+    assert_good_cache(cache_dir, mini_files, {"train-images-idx3-ubyte", "train-labels-idx1-ubyte"})
+
+
+def test_cli_local_folder(mini_files: MiniMnist, cache_dir: Path) -> None:
+    res = invoke("--mirror", str(mini_files.folder), "--split", "test")
+    assert res.exit_code == 0
+    assert f"({mini_files.folder / LABELS}.gz)" in res.stdout
+
+
+def test_cli_all_mirrors_fail(loopback: Loopback, cache_dir: Path) -> None:
+    a, b = loopback.mirror("a"), loopback.mirror("b")
+    loopback.route(f"b/{IMAGES}.gz", html_page())
+    res = invoke("--mirror", a, "--mirror", b, "--split", "test")
+    assert res.exit_code == 3
+    assert res.stdout == ""
+    assert res.stderr == (
+        f"Error: could not download {IMAGES}.gz from any mirror ({a} -> HTTP 404 Not Found;"
+        f" {b} -> served an HTML page (HTTP 200), not the file); download the files by hand"
+        f" ({IMAGES}.gz, {LABELS}.gz) into a folder and run `mnist-infer download --mirror DIR`\n"
+    )
+    assert listing(cache_dir) == set()
+
+
+def test_cli_checksum_failure(loopback: Loopback, cache_dir: Path) -> None:
+    real = {s.name: s for s in FILES}[IMAGES]
+    loopback.route(f"m/{IMAGES}.gz", ok(gzip.compress(bytes(real.size))))
+    res = invoke("--mirror", loopback.mirror("m"), "--split", "test")
+    assert res.exit_code == 4
+    assert res.stderr.startswith(f"Error: {IMAGES}: no mirror delivered the expected data")
+    assert f"checksum mismatch: expected SHA-256 {real.sha256}, found " in res.stderr
+    assert listing(cache_dir) == set()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--split", "valid"], "Invalid value for '--split'"),
+        (["--mirror", "ftp://x/"], "Error: unsupported mirror 'ftp://x/'"),
+    ],
+)
+def test_cli_usage(args: list[str], message: str, cache_dir: Path) -> None:
+    res = invoke(*args)
+    assert res.exit_code == 2
+    assert message in res.stderr
+
+
+# --- the real files -----------------------------------------------------------
+
+
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+def check_real_cache(cache: Path) -> None:
+    for s in FILES:
+        assert sha(cache / s.name) == s.sha256
+    assert listing(cache) == {s.name for s in FILES}
+    for split, n, counts in (("test", 10_000, TEST_COUNTS), ("train", 60_000, TRAIN_COUNTS)):
+        x, t = load_arrays(split, cache)
+        assert x.shape == (n, 784)
+        assert x.reshape(n, 28, 28).shape == (n, 28, 28)
+        assert np.bincount(t, minlength=10).tolist() == counts
+
+
+def test_real_files_from_folder(real_mnist_dir: Path, cache_dir: Path) -> None:
+    res = invoke("--mirror", str(real_mnist_dir))
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count("  verified  (") == 4
+    check_real_cache(cache_dir)
+
+
+def test_real_files_over_http(real_mnist_dir: Path, loopback: Loopback, cache_dir: Path) -> None:
+    loopback.serve_folder("real", real_mnist_dir)
+    res = invoke("--mirror", loopback.mirror("gone"), "--mirror", loopback.mirror("real"))
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count(loopback.mirror("real")) == 4
+    assert loopback.hits[f"/gone/{FILES[0].gz_name}"] == 1
+    check_real_cache(cache_dir)
+
+
+@pytest.mark.network
+def test_default_mirrors_online(cache_dir: Path) -> None:
+    res = invoke("--split", "test")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count("https://") == 2
