@@ -89,7 +89,105 @@ def download(
 # --- evaluate ---------------------------------------------------------------
 
 
+@cli.command()
+@click.option(
+    "--weights",
+    "weights_path",
+    type=click.Path(path_type=Path),
+    help="Weights file: the textbook's pickled dict (.pkl) or .npz  [default: the shipped"
+    " weights/mnist-mlp-784-50-100-10.pkl].",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N images.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the accuracy line.")
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write confusion.png and mistakes.png into this folder.",
+)
+@click.option(
+    "--mirror",
+    "mirrors",
+    multiple=True,
+    metavar="URL_OR_DIR",
+    envvar="MNIST_INFER_MIRRORS",
+    help="Where to fetch MNIST from if it is not cached yet (see `download --help`).",
+)
+@cache_dir_option
+def evaluate(
+    weights_path: Path | None,
+    batch_size: int,
+    split: str,
+    limit: int | None,
+    as_json: bool,
+    quiet: bool,
+    report_dir: Path | None,
+    mirrors: tuple[str, ...],
+    cache_dir: Path | None,
+) -> None:
+    """Classify an MNIST split and print the accuracy, per-class metrics and confusion matrix.
+
+    The split is downloaded into the cache on first use.
+    """
+    import sys
+
+    from mnist_infer import evaluate as ev
+
+    result = ev.evaluate(
+        weights_path,
+        split,
+        batch_size=batch_size,
+        limit=limit,
+        cache_dir=cache_dir,
+        mirrors=list(mirrors) or None,
+        progress=not quiet and sys.stderr.isatty(),
+    )
+    pictures = result.write_pictures(report_dir) if report_dir is not None else []
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result.summary(), indent=2))
+    elif quiet:
+        click.echo(result.accuracy_line())
+    else:
+        from mnist_infer.report import format_summary
+
+        click.echo(format_summary(result.summary()))
+        for p in pictures:
+            click.echo(f"Wrote {p}")
+
+
 # --- info -------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument(
+    "weights_path", metavar="[WEIGHTS]", required=False, type=click.Path(path_type=Path)
+)
+def info(weights_path: Path | None) -> None:
+    """Describe a weights file (default: the shipped weights): layers, size, SHA-256, metadata."""
+    import json
+
+    from mnist_infer.weights import default_weights_path, describe
+
+    d = describe(weights_path if weights_path is not None else default_weights_path())
+    kind = {"pickle": "pickle (the textbook's dict of arrays)", "npz": "npz (numpy zip archive)"}
+    click.echo(f"File:       {d.path}")
+    click.echo(f"Format:     {kind[d.format]}")
+    click.echo(f"Layers:     {' → '.join(str(s) for s in d.sizes)}")
+    click.echo(f"Dtype:      {', '.join(d.dtypes)}")
+    click.echo(f"Parameters: {d.parameters:,}")
+    click.echo(f"SHA-256:    {d.sha256}")
+    if d.metadata is None:
+        click.echo("Metadata:   none")
+        return
+    click.echo("Metadata:")
+    for key, value in d.metadata.items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        click.echo(f"  {key}: {text}")
 
 
 # --- predict ----------------------------------------------------------------

@@ -73,12 +73,6 @@ class _SafeUnpickler(pickle.Unpickler):
             )
         return obj
 
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError(
-            f"refusing to load {self.source}: persistent id {pid!r} is not allowed"
-            " (a weights pickle may only rebuild numpy arrays)"
-        )
-
 
 # --- validation ------------------------------------------------------------------
 
@@ -179,11 +173,9 @@ def _from_pickle(data: bytes, path: Path) -> object:
         return _SafeUnpickler(io.BytesIO(data), path).load()
     except MnistInferError:
         raise
-    except Exception as e:  # any failure while decoding untrusted bytes means a bad file
+    except Exception:  # any failure while decoding untrusted bytes means a bad file
         what = "truncated or corrupt pickle" if data[:1] == b"\x80" else "not a pickle or .npz file"
-        raise WeightsError(
-            f"cannot load weights {path}: {what} ({type(e).__name__}: {e})"
-        ) from None
+        raise WeightsError(f"cannot load weights {path}: {what}") from None
 
 
 def _from_npz(data: bytes, path: Path) -> dict[str, np.ndarray]:
@@ -191,9 +183,12 @@ def _from_npz(data: bytes, path: Path) -> dict[str, np.ndarray]:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except Exception as e:  # zipfile, npy header and object-array errors alike
-        raise WeightsError(
-            f"cannot load weights {path}: corrupt .npz archive ({type(e).__name__}: {e})"
-        ) from None
+        what = (
+            "the .npz holds object arrays (refused: loading them could run code)"
+            if "allow_pickle" in str(e)
+            else "corrupt .npz archive"
+        )
+        raise WeightsError(f"cannot load weights {path}: {what}") from None
 
 
 def file_format(data: bytes) -> str:
@@ -233,6 +228,12 @@ def metadata_path(path: str | os.PathLike[str]) -> Path:
     return p.with_name(p.name + ".json")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write via a temporary file in the same folder, then rename it over path."""
     import tempfile
@@ -245,6 +246,7 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
@@ -270,11 +272,12 @@ def save_weights(
         )
     check_params(params, f"weights for {p}")
     n = len(params) // 2
-    arrays: dict[str, Any] = {
-        k: np.ascontiguousarray(params[k], dtype=np.float32)
-        for i in range(1, n + 1)
-        for k in (f"W{i}", f"b{i}")
-    }
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
+        arrays: dict[str, Any] = {
+            k: np.ascontiguousarray(params[k], dtype=np.float32)
+            for i in range(1, n + 1)
+            for k in (f"W{i}", f"b{i}")
+        }
     check_params(arrays, f"weights for {p} (as float32)")
     meta = None if metadata is None else json.dumps(dict(metadata), indent=2, sort_keys=True) + "\n"
     if suffix == ".npz":

@@ -1,0 +1,540 @@
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mnist_infer.cli import cli
+from mnist_infer.errors import UnsafePickleError, UsageError, WeightsError
+from mnist_infer.weights import (
+    DEFAULT_NAME,
+    default_weights_path,
+    describe,
+    file_sha256,
+    load_weights,
+    read_metadata,
+    read_weights,
+    save_weights,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+SIZES = (784, 50, 100, 10)
+
+
+def make_params(sizes: tuple[int, ...] = SIZES, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    params = {}
+    for i in range(1, len(sizes)):
+        params[f"W{i}"] = rng.normal(size=(sizes[i - 1], sizes[i])).astype(np.float32)
+        params[f"b{i}"] = rng.normal(size=sizes[i]).astype(np.float32)
+    return params
+
+
+def write_pickle(path: Path, obj: object, protocol: int | None = None) -> Path:
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))
+    return path
+
+
+def assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert sorted(a) == sorted(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype, k
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def run_cli(*args: str) -> object:
+    return CliRunner().invoke(cli, list(args))
+
+
+# --- round trips -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_textbook_style_pickles_of_every_protocol_load(tmp_path: Path, protocol: int) -> None:
+    params = make_params()
+    params["W1"] = np.asfortranarray(params["W1"])  # as in the textbook's file
+    p = write_pickle(tmp_path / "w.pkl", params, protocol)
+    assert_same(load_weights(p), params)
+
+
+def test_old_numpy_module_names_load_without_warnings(tmp_path: Path) -> None:
+    params = make_params()
+    data = pickle.dumps(params, protocol=2)
+    assert b"numpy._core.multiarray" in data
+    p = tmp_path / "old.pkl"
+    p.write_bytes(data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_same(load_weights(p), params)
+
+
+def test_float64_and_other_chains_load(tmp_path: Path) -> None:
+    params = {k: v.astype(np.float64) for k, v in make_params((784, 32, 10)).items()}
+    assert_same(load_weights(write_pickle(tmp_path / "w.pkl", params)), params)
+
+
+@pytest.mark.parametrize("name", ["w.pkl", "w.pickle", "w.npz"])
+def test_save_then_load(tmp_path: Path, name: str) -> None:
+    params = make_params()
+    p = tmp_path / "sub" / name
+    save_weights(params, p)
+    assert_same(load_weights(p), params)
+    assert read_metadata(p) is None
+    assert [q.name for q in p.parent.iterdir()] == [name]  # no temporary files left
+    mask = os.umask(0)
+    os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_saved_pickle_is_the_textbook_dict(tmp_path: Path) -> None:
+    params = {k: v.astype(np.float64) for k, v in make_params().items()}
+    p = tmp_path / "w.pkl"
+    save_weights(params, p)
+    with open(p, "rb") as f:
+        plain = pickle.load(f)
+    assert type(plain) is dict
+    assert list(plain) == ["W1", "b1", "W2", "b2", "W3", "b3"]
+    assert_same(plain, {k: v.astype(np.float32) for k, v in params.items()})
+
+
+def test_saved_npz_loads_with_numpy(tmp_path: Path) -> None:
+    params = make_params()
+    p = tmp_path / "w.npz"
+    save_weights(params, p)
+    with np.load(p, allow_pickle=False) as z:
+        assert_same({k: z[k] for k in z.files}, params)
+
+
+def test_metadata_beside_the_weights(tmp_path: Path) -> None:
+    p = tmp_path / "w.pkl"
+    meta = {"epochs": 3, "test_accuracy": 0.97, "note": "π"}
+    save_weights(make_params(), p, metadata=meta)
+    assert json.loads((tmp_path / "w.pkl.json").read_text(encoding="utf-8")) == meta
+    assert read_metadata(p) == meta
+    save_weights(make_params(seed=1), p)  # new weights without metadata: the old sidecar goes
+    assert read_metadata(p) is None
+    assert not (tmp_path / "w.pkl.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{", "invalid JSON"),
+        ("[1, 2]", "expected a JSON object, found list"),
+    ],
+)
+def test_bad_metadata(tmp_path: Path, text: str, message: str) -> None:
+    p = tmp_path / "w.pkl"
+    save_weights(make_params(), p)
+    (tmp_path / "w.pkl.json").write_text(text)
+    with pytest.raises(WeightsError, match=f"cannot read metadata {tmp_path / 'w.pkl.json'}: "):
+        read_metadata(p)
+    with pytest.raises(WeightsError, match=message):
+        read_metadata(p)
+
+
+def test_save_rejects_unknown_suffix(tmp_path: Path) -> None:
+    p = tmp_path / "w.txt"
+    with pytest.raises(UsageError) as e:
+        save_weights(make_params(), p)
+    assert str(e.value) == f"cannot save weights as {p}: unknown suffix '.txt' (use .pkl or .npz)"
+    assert not p.exists()
+
+
+def test_save_rejects_invalid_params_and_writes_nothing(tmp_path: Path) -> None:
+    params = make_params()
+    del params["b2"]
+    p = tmp_path / "w.pkl"
+    with pytest.raises(WeightsError) as e:
+        save_weights(params, p, metadata={"a": 1})
+    assert str(e.value) == f"weights for {p}: missing key 'b2' (expected W1..W3 and b1..b3)"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_rejects_values_too_big_for_float32(tmp_path: Path) -> None:
+    params = {k: v.astype(np.float64) for k, v in make_params().items()}
+    params["W2"][0, 0] = 1e300
+    with pytest.raises(WeightsError, match=r"\(as float32\): W2 holds 1 non-finite value"):
+        save_weights(params, tmp_path / "w.npz")
+
+
+def test_sha256(tmp_path: Path) -> None:
+    p = tmp_path / "w.pkl"
+    save_weights(make_params(), p)
+    want = hashlib.sha256(p.read_bytes()).hexdigest()
+    assert file_sha256(p) == want
+    assert read_weights(p)[1] == want
+
+
+# --- unsafe pickles: refused before anything runs -----------------------------------
+
+
+def _evil_payloads(marker: Path) -> dict[str, tuple[bytes, str]]:
+    """Pickles that create `marker` when loaded by plain pickle, with the global refused."""
+    m = str(marker)
+    code = f"open({m!r}, 'w').close()"
+    array = pickle.dumps(np.zeros((2, 2), np.float32), protocol=3)[2:-1]  # body without PROTO/STOP
+
+    class Call:
+        def __init__(self, fn: Callable[..., object], *args: object) -> None:
+            self.fn, self.args = fn, args
+
+        def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+            return self.fn, self.args
+
+    return {
+        "os.system": (f"cos\nsystem\n(S'touch {m}'\ntR.".encode(), "os.system"),
+        "posix.system": (f"cposix\nsystem\n(S'touch {m}'\ntR.".encode(), "posix.system"),
+        "subprocess.Popen": (
+            f"csubprocess\nPopen\n((S'touch'\nS'{m}'\nltR.".encode(),
+            "subprocess.Popen",
+        ),
+        "subprocess.check_call": (
+            f"csubprocess\ncheck_call\n((S'touch'\nS'{m}'\nltR.".encode(),
+            "subprocess.check_call",
+        ),
+        "builtins.eval": (f"cbuiltins\neval\n(V{code}\ntR.".encode(), "builtins.eval"),
+        "builtins.exec": (f"cbuiltins\nexec\n(V{code}\ntR.".encode(), "builtins.exec"),
+        "__builtin__.eval": (f"c__builtin__\neval\n(V{code}\ntR.".encode(), "__builtin__.eval"),
+        "builtins.getattr chain": (
+            (
+                "cbuiltins\ngetattr\n(cbuiltins\n__import__\n(S'os'\ntRS'system'\ntR"
+                f"(S'touch {m}'\ntR."
+            ).encode(),
+            "builtins.getattr",
+        ),
+        "numpy runstring": (
+            f"cnumpy.testing._private.utils\nrunstring\n(V{code}\n(dtR.".encode(),
+            "numpy.testing._private.utils.runstring",
+        ),
+        "inside a dict value, after a real array": (
+            b"\x80\x03}(X\x02\x00\x00\x00W1"
+            + array
+            + b"X\x02\x00\x00\x00b1"
+            + pickle.dumps(Call(eval, code), protocol=3)[2:-1]
+            + b"u.",
+            "builtins.eval",
+        ),
+        "protocol 5, nested": (
+            pickle.dumps({"W1": {"deep": [Call(os.system, f"touch {m}")]}}, protocol=5),
+            f"{os.system.__module__}.system",
+        ),
+    }
+
+
+PAYLOADS = list(_evil_payloads(Path("m")))
+
+
+def _wait_for(path: Path, seconds: float = 5.0) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if path.exists():
+            return True
+        time.sleep(0.02)
+    return path.exists()
+
+
+@pytest.mark.parametrize("name", PAYLOADS)
+def test_payload_really_runs_code_with_plain_pickle(tmp_path: Path, name: str) -> None:
+    marker = tmp_path / "marker"
+    data, _ = _evil_payloads(marker)[name]
+    # In a child process, so nothing it starts can outlive the check.
+    code = "import pickle, sys; pickle.loads(sys.stdin.buffer.read())"
+    subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=30)
+    assert _wait_for(marker)
+
+
+@pytest.mark.parametrize("name", PAYLOADS)
+def test_unsafe_pickle_is_refused_before_running(tmp_path: Path, name: str) -> None:
+    marker = tmp_path / "marker"
+    data, glob = _evil_payloads(marker)[name]
+    p = tmp_path / "evil.pkl"
+    p.write_bytes(data)
+    with pytest.raises(UnsafePickleError) as e:
+        load_weights(p)
+    assert str(e.value) == (
+        f"refusing to load {p}: global {glob} is not allowed"
+        " (a weights pickle may only rebuild numpy arrays; this one could run code)"
+    )
+    assert not _wait_for(marker, 0.3)
+
+
+@pytest.mark.parametrize("command", ["info", "evaluate"])
+def test_unsafe_pickle_is_refused_by_the_cli(tmp_path: Path, command: str) -> None:
+    marker = tmp_path / "marker"
+    data, glob = _evil_payloads(marker)["os.system"]
+    p = tmp_path / "evil.pkl"
+    p.write_bytes(data)
+    args = [command, str(p)] if command == "info" else [command, "--weights", str(p)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 5
+    assert res.stderr == (
+        f"Error: refusing to load {p}: global {glob} is not allowed"
+        " (a weights pickle may only rebuild numpy arrays; this one could run code)\n"
+    )
+    assert not marker.exists()
+
+
+# --- unreadable and invalid files -------------------------------------------------
+
+
+def _truncated(p: Path) -> None:
+    data = pickle.dumps(make_params())
+    p.write_bytes(data[: len(data) // 2])
+
+
+def _corrupt_npz(p: Path) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **make_params())
+    data = buf.getvalue()
+    p.write_bytes(data[: len(data) // 3])
+
+
+def _object_npz(p: Path) -> None:
+    params: dict[str, np.ndarray] = dict(make_params())
+    params["W1"] = np.array([[1, "x"]], dtype=object)
+    with open(p, "wb") as f:
+        np.savez(f, **params)
+
+
+FILE_CASES: dict[str, tuple[Callable[[Path], object], str]] = {
+    "missing": (lambda p: None, "cannot read weights {p}: no such file"),
+    "directory": (lambda p: p.mkdir(), "cannot read weights {p}: is a directory, expected a file"),
+    "empty": (lambda p: p.write_bytes(b""), "cannot load weights {p}: the file is empty"),
+    "truncated pickle": (_truncated, "cannot load weights {p}: truncated or corrupt pickle"),
+    "garbage after proto": (
+        lambda p: p.write_bytes(b"\x80\x04garbage"),
+        "cannot load weights {p}: truncated or corrupt pickle",
+    ),
+    "text file": (
+        lambda p: p.write_text("hello world\n"),
+        "cannot load weights {p}: not a pickle or .npz file",
+    ),
+    "png file": (
+        lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100)),
+        "cannot load weights {p}: not a pickle or .npz file",
+    ),
+    "corrupt npz": (_corrupt_npz, "cannot load weights {p}: corrupt .npz archive"),
+    "npz with object arrays": (
+        _object_npz,
+        "cannot load weights {p}: the .npz holds object arrays (refused: loading them could run"
+        " code)",
+    ),
+    "a list, not a dict": (
+        lambda p: write_pickle(p, [1, 2]),
+        "{p}: expected a dict of arrays W1..Wn, b1..bn, found list",
+    ),
+    "empty dict": (
+        lambda p: write_pickle(p, {}),
+        "{p}: missing key 'W1' (expected arrays W1..Wn and b1..bn, found keys: none)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(FILE_CASES))
+def test_unreadable_file(tmp_path: Path, case: str) -> None:
+    make, message = FILE_CASES[case]
+    p = tmp_path / "w.pkl"
+    make(p)
+    with pytest.raises(WeightsError) as e:
+        load_weights(p)
+    assert str(e.value) == message.format(p=p)
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "truncated pickle", "a list, not a dict"])
+@pytest.mark.parametrize("command", ["info", "evaluate"])
+def test_unreadable_file_via_cli(tmp_path: Path, case: str, command: str) -> None:
+    make, message = FILE_CASES[case]
+    p = tmp_path / "w.pkl"
+    make(p)
+    args = [command, str(p)] if command == "info" else [command, "--weights", str(p)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 5
+    assert res.stderr == f"Error: {message.format(p=p)}\n"
+
+
+def _with(**changes: object) -> Callable[[], dict[str, object]]:
+    def make() -> dict[str, object]:
+        params: dict[str, object] = dict(make_params())
+        for k, v in changes.items():
+            if v is None:
+                del params[k]
+            else:
+                params[k] = v
+        return params
+
+    return make
+
+
+f32 = np.float32
+INVALID: dict[str, tuple[Callable[[], dict[str, object]], str]] = {
+    "missing b2": (_with(b2=None), "missing key 'b2' (expected W1..W3 and b1..b3)"),
+    "gap before W5": (
+        _with(W5=np.zeros((10, 10), f32)),
+        "unexpected key 'W5' (expected only W1..W3 and b1..b3)",
+    ),
+    "stray key": (
+        _with(lr=np.zeros(1, f32)),
+        "unexpected key 'lr' (expected only W1..W3 and b1..b3)",
+    ),
+    "integer weights": (
+        _with(W2=np.zeros((50, 100), np.int64)),
+        "W2 has dtype int64, expected a real floating dtype (float32 or float64)",
+    ),
+    "complex bias": (
+        _with(b1=np.zeros(50, np.complex64)),
+        "b1 has dtype complex64, expected a real floating dtype (float32 or float64)",
+    ),
+    "1-D weights": (
+        _with(W1=np.zeros(784, f32)),
+        "W1 has shape (784,), expected a non-empty 2-D array (inputs, outputs)",
+    ),
+    "empty layer": (
+        _with(W1=np.zeros((784, 0), f32)),
+        "W1 has shape (784, 0), expected a non-empty 2-D array (inputs, outputs)",
+    ),
+    "wrong input size": (
+        _with(W1=np.zeros((700, 50), f32)),
+        "W1 has shape (700, 50), expected (784, *): one row per pixel",
+    ),
+    "broken chain": (
+        _with(W2=np.zeros((40, 100), f32)),
+        "W2 has shape (40, 100), expected (50, *) to follow W1 (784, 50)",
+    ),
+    "wrong output size": (
+        _with(W3=np.zeros((100, 9), f32), b3=np.zeros(9, f32)),
+        "W3 has shape (100, 9), expected (*, 10): one column per digit",
+    ),
+    "2-D bias": (
+        _with(b1=np.zeros((50, 1), f32)),
+        "b1 has shape (50, 1), expected (50,) to match W1 (784, 50)",
+    ),
+    "short bias": (
+        _with(b2=np.zeros(99, f32)),
+        "b2 has shape (99,), expected (100,) to match W2 (50, 100)",
+    ),
+    "NaN weight": (
+        _with(W2=np.full((50, 100), np.nan, f32)),
+        "W2 holds 5000 non-finite values (NaN or inf), expected finite numbers",
+    ),
+    "one inf bias": (
+        _with(b3=np.array([0, 0, 0, np.inf, 0, 0, 0, 0, 0, 0], f32)),
+        "b3 holds 1 non-finite value (NaN or inf), expected finite numbers",
+    ),
+}
+
+
+@pytest.mark.parametrize("suffix", [".pkl", ".npz"])
+@pytest.mark.parametrize("case", list(INVALID))
+def test_invalid_arrays(tmp_path: Path, case: str, suffix: str) -> None:
+    make, message = INVALID[case]
+    p = tmp_path / f"w{suffix}"
+    if suffix == ".npz":
+        with open(p, "wb") as f:
+            np.savez(f, **make())  # type: ignore[arg-type]
+    else:
+        write_pickle(p, make())
+    with pytest.raises(WeightsError) as e:
+        load_weights(p)
+    assert str(e.value) == f"{p}: {message}"
+
+
+def test_value_that_is_not_an_array(tmp_path: Path) -> None:
+    p = write_pickle(tmp_path / "w.pkl", _with(W1=[[0.0] * 50] * 784)())
+    with pytest.raises(WeightsError) as e:
+        load_weights(p)
+    assert str(e.value) == f"{p}: W1 is a list, expected a numpy array"
+
+
+@pytest.mark.parametrize("case", ["broken chain", "NaN weight"])
+def test_invalid_arrays_via_cli(tmp_path: Path, case: str) -> None:
+    make, message = INVALID[case]
+    p = write_pickle(tmp_path / "w.pkl", make())
+    for args in (["info", str(p)], ["evaluate", "--weights", str(p)]):
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 5
+        assert res.stderr == f"Error: {p}: {message}\n"
+
+
+# --- info and the default weights ---------------------------------------------------
+
+
+def test_info(tmp_path: Path) -> None:
+    p = tmp_path / "w.npz"
+    save_weights(make_params(), p, metadata={"epochs": 2, "source": "test", "sizes": [1, 2]})
+    res = CliRunner().invoke(cli, ["info", str(p)])
+    assert res.exit_code == 0, res.output
+    assert res.output == (
+        f"File:       {p}\n"
+        "Format:     npz (numpy zip archive)\n"
+        "Layers:     784 → 50 → 100 → 10\n"
+        "Dtype:      float32\n"
+        "Parameters: 45,360\n"
+        f"SHA-256:    {hashlib.sha256(p.read_bytes()).hexdigest()}\n"
+        "Metadata:\n"
+        "  epochs: 2\n"
+        "  sizes: [1, 2]\n"
+        "  source: test\n"
+    )
+
+
+def test_info_without_metadata(tmp_path: Path) -> None:
+    params = make_params((784, 20, 10))
+    params["b1"] = params["b1"].astype(np.float64)
+    p = write_pickle(tmp_path / "w.pkl", params)
+    res = CliRunner().invoke(cli, ["info", str(p)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[1:5] == [
+        "Format:     pickle (the textbook's dict of arrays)",
+        "Layers:     784 → 20 → 10",
+        "Dtype:      float32, float64",
+        f"Parameters: {784 * 20 + 20 + 20 * 10 + 10:,}",
+    ]
+    assert lines[-1] == "Metadata:   none"
+    d = describe(p)
+    assert (d.sizes, d.parameters) == ([784, 20, 10], 784 * 20 + 20 + 20 * 10 + 10)
+
+
+def test_default_weights_path_is_in_the_repository() -> None:
+    assert default_weights_path(check=False) == REPO / "weights" / DEFAULT_NAME
+
+
+def test_shipped_weights_are_valid() -> None:
+    p = default_weights_path()
+    res = CliRunner().invoke(cli, ["info"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith(f"File:       {p}\n")
+    assert "Layers:     784 → 50 → 100 → 10\n" in res.output
+
+
+def test_installed_package_without_weights_asks_for_weights(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "mnist_infer", site / "mnist_infer")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run(
+        [sys.executable, "-m", "mnist_infer", "info"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    missing = site / "weights" / DEFAULT_NAME
+    assert out.returncode == 5
+    assert out.stderr == (
+        f"Error: no default weights: {missing} does not exist (an installed package ships no"
+        " weights); pass --weights PATH\n"
+    )
