@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from PIL import Image
+from textbook import real_test_set, reference_labels, textbook_labels
+
+from mnist_infer.cli import cli
+from mnist_infer.evaluate import evaluate
+from mnist_infer.idx import write_idx
+from mnist_infer.report import confusion_matrix
+from mnist_infer.weights import default_weights_path, load_weights, save_weights
+
+N_TEST, N_TRAIN = 57, 33
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["evaluate", *args])
+
+
+def accuracy_line(preds: np.ndarray, labels: np.ndarray) -> str:
+    correct = int(np.sum(preds == labels))
+    return f"Accuracy: {correct / len(labels):.4f} ({correct}/{len(labels)})"
+
+
+@pytest.fixture
+def weights(tmp_path: Path) -> Path:
+    """Random 784-30-20-10 weights strong enough to give varied predictions."""
+    rng = np.random.default_rng(7)
+    sizes = (784, 30, 20, 10)
+    params = {}
+    for i in range(1, 4):
+        params[f"W{i}"] = rng.normal(size=(sizes[i - 1], sizes[i])).astype(np.float32)
+        params[f"b{i}"] = rng.normal(size=sizes[i]).astype(np.float32)
+    p = tmp_path / "w.pkl"
+    save_weights(params, p)
+    return p
+
+
+@pytest.fixture
+def data(cache_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Small random splits written as IDX files into the test's cache folder."""
+    rng = np.random.default_rng(3)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, prefix, n in (("test", "t10k", N_TEST), ("train", "train", N_TRAIN)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        write_idx(cache_dir / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(cache_dir / f"{prefix}-labels-idx1-ubyte", labels)
+        out[split] = (images.reshape(n, 784), labels)
+    return out
+
+
+def expected(weights: Path, images: np.ndarray) -> np.ndarray:
+    return textbook_labels(load_weights(weights), images)
+
+
+@pytest.mark.parametrize("batch_size", ["1", "10", "100"])
+def test_human_output(weights: Path, data: dict, batch_size: str) -> None:
+    images, labels = data["test"]
+    preds = expected(weights, images)
+    res = invoke("--weights", str(weights), "--batch-size", batch_size)
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0] == accuracy_line(preds, labels)
+    assert f"batch size {batch_size})" in lines[1]
+    assert "Confusion matrix (rows: true digit, columns: predicted digit)" in lines
+    cm = confusion_matrix(labels, preds)
+    rows = [line.split()[1:] for line in lines[-10:]]
+    assert rows == [[str(v) for v in row] for row in cm]
+    assert res.stderr == ""  # no progress bar when stderr is not a terminal
+
+
+def test_quiet(weights: Path, data: dict) -> None:
+    images, labels = data["test"]
+    res = invoke("--weights", str(weights), "--quiet")
+    assert res.exit_code == 0, res.output
+    assert res.output == accuracy_line(expected(weights, images), labels) + "\n"
+
+
+def test_json(weights: Path, data: dict) -> None:
+    images, labels = data["test"]
+    preds = expected(weights, images)
+    res = invoke("--weights", str(weights), "--json", "--batch-size", "8")
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout)
+    correct = int(np.sum(preds == labels))
+    assert s["accuracy"] == correct / N_TEST
+    assert (s["correct"], s["total"], s["batch_size"]) == (correct, N_TEST, 8)
+    assert s["confusion_matrix"] == confusion_matrix(labels, preds).tolist()
+    assert [r["digit"] for r in s["per_class"]] == list(range(10))
+    for d, r in enumerate(s["per_class"]):
+        hits = np.sum((preds == d) & (labels == d))
+        assert r["support"] == np.sum(labels == d)
+        assert r["recall"] == pytest.approx(hits / max(1, np.sum(labels == d)))
+        assert r["precision"] == pytest.approx(hits / max(1, np.sum(preds == d)))
+    assert s["images_per_second"] > 0
+    assert s["weights"] == {
+        "path": str(weights),
+        "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+    }
+
+
+@pytest.mark.parametrize("limit", [1, 20, N_TEST, 1000])
+def test_limit(weights: Path, data: dict, limit: int) -> None:
+    images, labels = data["test"]
+    n = min(limit, N_TEST)
+    res = invoke("--weights", str(weights), "--limit", str(limit), "--json")
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout)
+    assert s["total"] == n
+    preds = expected(weights, images[:n])
+    assert s["confusion_matrix"] == confusion_matrix(labels[:n], preds).tolist()
+
+
+def test_train_split(weights: Path, data: dict) -> None:
+    images, labels = data["train"]
+    res = invoke("--weights", str(weights), "--split", "train", "-q")
+    assert res.exit_code == 0, res.output
+    assert res.output == accuracy_line(expected(weights, images), labels) + "\n"
+
+
+def test_default_weights_are_the_shipped_file(data: dict) -> None:
+    res = invoke("--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["weights"]["path"] == str(default_weights_path())
+
+
+def test_report_pictures(weights: Path, data: dict, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    res = invoke("--weights", str(weights), "--report", str(out))
+    assert res.exit_code == 0, res.output
+    for name in ("confusion.png", "mistakes.png"):
+        assert f"Wrote {out / name}\n" in res.stdout
+        with Image.open(out / name) as img:
+            assert img.format == "PNG"
+            assert img.width > 100
+
+
+def test_library_result(weights: Path, data: dict, cache_dir: Path) -> None:
+    images, labels = data["test"]
+    r = evaluate(weights, batch_size=5, cache_dir=cache_dir)
+    np.testing.assert_array_equal(r.preds, expected(weights, images))
+    np.testing.assert_array_equal(r.labels, labels)
+    assert r.confidences.shape == (N_TEST,)
+    assert np.all((r.confidences > 0.1) & (r.confidences <= 1))
+    assert r.accuracy_line() == accuracy_line(r.preds, labels)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--batch-size", "0", "0 is not in the range x>=1."),
+        ("--batch-size", "-1", "-1 is not in the range x>=1."),
+        ("--batch-size", "abc", "'abc' is not a valid integer range."),
+        ("--batch-size", "1.5", "'1.5' is not a valid integer range."),
+        ("--limit", "0", "0 is not in the range x>=1."),
+        ("--split", "val", "'val' is not one of 'test', 'train'."),
+    ],
+)
+def test_bad_options(weights: Path, option: str, value: str, message: str) -> None:
+    res = invoke("--weights", str(weights), option, value)
+    assert res.exit_code == 2
+    assert res.stderr.endswith(f"Error: Invalid value for '{option}': {message}\n")
+
+
+def test_missing_weights(tmp_path: Path, data: dict) -> None:
+    p = tmp_path / "nope.pkl"
+    res = invoke("--weights", str(p))
+    assert res.exit_code == 5
+    assert res.stderr == f"Error: cannot read weights {p}: no such file\n"
+    assert res.stdout == ""
+
+
+# --- real MNIST and the textbook's weights -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_cache(real_mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache holding the real test split, fetched from the local copy on first use."""
+    cache = tmp_path_factory.mktemp("real-cache")
+    res = CliRunner().invoke(
+        cli,
+        ["evaluate", "-q", "--mirror", str(real_mnist_dir), "--cache-dir", str(cache)],
+    )
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("Accuracy: ")
+    assert (cache / "t10k-images-idx3-ubyte").stat().st_size == 7_840_016
+    return cache
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 100, 1000, 10000, 20000])
+def test_textbook_accuracy(real_cache: Path, reference_weights: Path, batch_size: int) -> None:
+    args = ["-q", "--weights", str(reference_weights), "--cache-dir", str(real_cache)]
+    res = invoke(*args, "--batch-size", str(batch_size))
+    assert res.exit_code == 0, res.output
+    assert res.output == "Accuracy: 0.9352 (9352/10000)\n"
+
+
+def test_textbook_predictions_identical(
+    real_cache: Path, real_mnist_dir: Path, reference_weights: Path
+) -> None:
+    want = reference_labels(real_mnist_dir, reference_weights)
+    labels = real_test_set(real_mnist_dir)[1]
+    r = evaluate(reference_weights, cache_dir=real_cache)
+    np.testing.assert_array_equal(r.preds, want)
+    res = invoke("--json", "--weights", str(reference_weights), "--cache-dir", str(real_cache))
+    s = json.loads(res.stdout)
+    assert (s["accuracy"], s["correct"], s["total"]) == (0.9352, 9352, 10000)
+    assert s["confusion_matrix"] == confusion_matrix(labels, want).tolist()
