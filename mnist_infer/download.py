@@ -393,11 +393,14 @@ def _locked(cache: Path, quiet: bool) -> Iterator[None]:
 
     lock = FileLock(cache / ".lock")
     try:
-        lock.acquire(timeout=0.2)
-    except Timeout:
-        if not quiet:
-            print(f"Waiting for another download into {cache} to finish...", file=sys.stderr)
-        lock.acquire()
+        try:
+            lock.acquire(timeout=0.2)
+        except Timeout:
+            if not quiet:
+                print(f"Waiting for another download into {cache} to finish...", file=sys.stderr)
+            lock.acquire()
+    except OSError as e:
+        raise MnistInferError(f"cannot lock the cache folder {cache}: {e.strerror or e}") from None
     try:
         yield
     finally:
@@ -412,7 +415,14 @@ def _bar(name: str, total: int | None, show: bool) -> Iterator[Callable[[int], o
         return
     from tqdm import tqdm
 
+    # leave=False: the summary line printed afterwards replaces the bar.
     with tqdm(
-        total=total, desc=name, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr
+        total=total,
+        desc=name,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        file=sys.stderr,
+        leave=False,
     ) as bar:
         yield bar.update

@@ -312,6 +312,32 @@ def test_concurrent_fetches_share_one_download(
     assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
 
 
+def test_waits_for_a_held_lock(
+    mini_mnist: MiniMnist, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from filelock import FileLock
+
+    cache_dir.mkdir()
+    done = threading.Event()
+
+    def run() -> None:
+        fetch("test", cache_dir, [str(mini_mnist.folder)], files=mini_mnist.files)
+        done.set()
+
+    with FileLock(cache_dir / ".lock"):
+        t = threading.Thread(target=run)
+        t.start()
+        time.sleep(0.4)
+        assert not done.is_set()
+        assert listing(cache_dir) == set()
+    t.join(timeout=10)
+    assert done.is_set()
+    assert capsys.readouterr().err == (
+        f"Waiting for another download into {cache_dir} to finish...\n"
+    )
+    assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
+
+
 def test_load_arrays_downloads_missing_split(
     loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path
 ) -> None:
