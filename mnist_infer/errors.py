@@ -53,3 +53,9 @@ class OutputExistsError(MnistInferError):
     """An output file exists and `--force` was not given."""
 
     exit_code = 1
+
+
+class Interrupted(MnistInferError):
+    """Long work stopped by Ctrl-C after saving what it had."""
+
+    exit_code = 130

@@ -1,0 +1,345 @@
+"""Training the MLP by backpropagation: mini-batches, optimizers, checkpoints, metadata."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mnist_infer.errors import Interrupted, OutputExistsError, UsageError, WeightsError
+from mnist_infer.functions import cross_entropy_error
+from mnist_infer.network import Network
+from mnist_infer.optimizers import OPTIMIZERS, Optimizer
+
+DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 0.003}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything that decides the trained weights (stored in the metadata)."""
+
+    hidden: tuple[int, ...] = (50, 100)
+    epochs: int = 20
+    batch_size: int = 100
+    lr: float | None = None
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    seed: int = 0
+    augment: bool = False
+    val_size: int = 5000
+
+    @property
+    def rate(self) -> float:
+        """The base learning rate: --lr, else the optimizer's default."""
+        return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
+
+    def check(self) -> None:
+        """Raise UsageError for values training cannot use."""
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(
+                f"unknown optimizer {self.optimizer!r} (expected one of {', '.join(OPTIMIZERS)})"
+            )
+        if not self.hidden or min(self.hidden) < 1:
+            raise UsageError(f"hidden layer sizes must be positive, found {self.hidden}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise UsageError("epochs and batch size must be at least 1")
+        if self.rate <= 0 or self.weight_decay < 0:
+            raise UsageError("learning rate must be positive and weight decay not negative")
+        if self.val_size < 0:
+            raise UsageError(f"validation size must not be negative, found {self.val_size}")
+
+    def check_size(self, n: int) -> None:
+        """Raise UsageError unless n images leave a batch for training after validation."""
+        if self.val_size > n - self.batch_size:
+            raise UsageError(
+                f"validation size must be at most {n - self.batch_size} (the {n} training images"
+                f" minus one batch of {self.batch_size}), found {self.val_size}"
+            )
+
+
+@dataclass
+class EpochStats:
+    """One line of the training log."""
+
+    epoch: int
+    loss: float
+    train_accuracy: float
+    val_accuracy: float | None
+    images_per_second: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    path: Path
+    params: dict[str, NDArray[np.float32]]
+    history: list[EpochStats] = field(default_factory=list)
+    test_accuracy: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def init_params(sizes: Sequence[int], rng: np.random.Generator) -> dict[str, NDArray[np.float32]]:
+    """Xavier-initialised float32 weights (suits sigmoid) and zero biases."""
+    p: dict[str, NDArray[np.float32]] = {}
+    for i, (m, n) in enumerate(itertools.pairwise(sizes), 1):
+        p[f"W{i}"] = (rng.standard_normal((m, n)) / np.sqrt(m)).astype(np.float32)
+        p[f"b{i}"] = np.zeros(n, np.float32)
+    return p
+
+
+def checkpoint_paths(out: Path) -> tuple[Path, Path]:
+    """Checkpoint files beside out: weights (usable with --weights) and training state."""
+    return out.with_name(out.name + ".ckpt.npz"), out.with_name(out.name + ".ckpt-state.npz")
+
+
+def cosine(lr: float, step: int, total: int) -> float:
+    """Learning rate decayed from lr to 0 along half a cosine over total steps."""
+    return lr * 0.5 * (1 + np.cos(np.pi * min(step, total) / total))
+
+
+class _Run:
+    """Mutable training state: what a checkpoint saves and --resume restores."""
+
+    def __init__(self, opts: TrainOptions, sizes: list[int]) -> None:
+        self.opts = opts
+        self.rng = np.random.default_rng([opts.seed, 2])
+        self.net = Network(init_params(sizes, self.rng))
+        self.opt: Optimizer = OPTIMIZERS[opts.optimizer](opts.rate, opts.weight_decay)
+        self.epoch = 0  # completed epochs
+        self.batch = 0  # completed batches in the current epoch
+        self.perm: NDArray[np.intp] | None = None
+        self.history: list[EpochStats] = []
+
+    def save(self, out: Path, data_hashes: dict[str, str]) -> tuple[Path, Path]:
+        """Write both checkpoint files atomically."""
+        from mnist_infer.weights import _atomic_write, save_weights
+
+        wpath, spath = checkpoint_paths(out)
+        meta = {
+            "checkpoint": True,
+            "epochs_completed": self.epoch,
+            "batches_in_epoch": self.batch,
+            "options": asdict(self.opts),
+            "data_sha256": data_hashes,
+        }
+        save_weights(self.net.params, wpath, meta)
+        state = {
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.opt.step,
+            "rng": self.rng.bit_generator.state,
+            "options": asdict(self.opts),
+            "history": [asdict(h) for h in self.history],
+        }
+        arrays: dict[str, Any] = {"opt." + k: v for k, v in self.opt.state.items()}
+        arrays["perm"] = np.asarray(self.perm if self.perm is not None else [], np.intp)
+        arrays["state"] = np.array(json.dumps(state))
+        _atomic_write(spath, lambda f: np.savez(f, **arrays))
+        return wpath, spath
+
+    def restore(self, out: Path) -> None:
+        """Load the checkpoint beside out; its options must match the current ones."""
+        from mnist_infer.weights import load_weights
+
+        wpath, spath = checkpoint_paths(out)
+        if not (wpath.is_file() and spath.is_file()):
+            raise UsageError(f"cannot resume: no checkpoint {wpath} (with {spath.name}) to resume")
+        params = load_weights(wpath)
+        try:
+            with np.load(spath, allow_pickle=False) as z:
+                state = json.loads(str(z["state"]))
+                perm = z["perm"]
+                opt_state = {k[4:]: z[k] for k in z.files if k.startswith("opt.")}
+        except (OSError, ValueError, KeyError) as e:
+            raise WeightsError(
+                f"cannot resume: {spath} is not a valid training state ({e})"
+            ) from None
+        saved = TrainOptions(**{**state["options"], "hidden": tuple(state["options"]["hidden"])})
+        if asdict(saved) | {"epochs": 0} != asdict(self.opts) | {"epochs": 0}:
+            raise UsageError(
+                f"cannot resume: {spath} was written with other options ({_diff(saved, self.opts)})"
+            )
+        self.net = Network(params)
+        self.opt.state = dict(opt_state)
+        self.opt.step = int(state["step"])
+        self.rng.bit_generator.state = state["rng"]
+        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+        self.perm = perm if perm.size else None
+        self.history = [EpochStats(**h) for h in state["history"]]
+
+
+def _diff(a: TrainOptions, b: TrainOptions) -> str:
+    da, db = asdict(a), asdict(b)
+    return ", ".join(
+        f"{k}: {da[k]} then, {db[k]} now" for k in da if da[k] != db[k] and k != "epochs"
+    )
+
+
+def train(
+    opts: TrainOptions,
+    out: Path,
+    *,
+    cache_dir: Path | None = None,
+    mirrors: Sequence[str] | None = None,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool = False,
+    on_epoch: Callable[[EpochStats], object] | None = None,
+    evaluate_test: bool = True,
+) -> TrainResult:
+    """Train a 784-…-10 sigmoid MLP on the training split and save it to out with metadata.
+
+    The validation images are held out from the training split (the test split is used only
+    to report accuracy after training). Ctrl-C saves a checkpoint and raises Interrupted.
+    """
+    from mnist_infer.dataset import data_hashes, load_arrays
+    from mnist_infer.weights import PICKLE_SUFFIXES, file_sha256, save_weights
+
+    opts.check()
+    out = Path(out)
+    if out.suffix.lower() not in (*PICKLE_SUFFIXES, ".npz"):
+        raise UsageError(f"cannot save weights as {out}: unknown suffix (use .pkl or .npz)")
+    if out.exists() and not force:
+        raise OutputExistsError(f"{out} exists; pass --force to overwrite it")
+
+    images, labels = load_arrays("train", cache_dir, mirrors=mirrors, quiet=not progress)
+    opts.check_size(len(images))
+    hashes = data_hashes("train")
+    split = np.random.default_rng([opts.seed, 1]).permutation(len(images))
+    tr, va = split[: len(images) - opts.val_size], split[len(images) - opts.val_size :]
+    x_val, t_val = images[va], labels[va]
+
+    run = _Run(opts, [images.shape[1], *opts.hidden, 10])
+    if resume:
+        run.restore(out)
+    n, bs = len(tr), opts.batch_size
+    per_epoch = n // bs
+    total = opts.epochs * per_epoch
+    try:
+        while run.epoch < opts.epochs:
+            stats = _epoch(run, images, labels, tr, per_epoch, total, x_val, t_val, progress)
+            run.history.append(stats)
+            run.epoch, run.batch, run.perm = run.epoch + 1, 0, None
+            if on_epoch is not None:
+                on_epoch(stats)
+            run.save(out, hashes)
+    except KeyboardInterrupt:
+        wpath, spath = run.save(out, hashes)
+        raise Interrupted(
+            f"interrupted in epoch {run.epoch + 1} after batch {run.batch}/{per_epoch};"
+            f" checkpoint saved to {wpath} (usable with --weights) and {spath};"
+            " run the same command with --resume to continue"
+        ) from None
+
+    params = {k: v.copy() for k, v in run.net.params.items()}
+    result = TrainResult(path=out, params=params, history=run.history)
+    if evaluate_test:
+        x_test, t_test = load_arrays("test", cache_dir, mirrors=mirrors, quiet=not progress)
+        pred, _ = run.net.classify(x_test, 1000)
+        result.test_accuracy = float(np.mean(pred == t_test))
+    meta: dict[str, Any] = {
+        "architecture": "-".join(map(str, run.net.sizes)),
+        "activation": "sigmoid",
+        "options": asdict(opts) | {"lr": opts.rate},
+        "data_sha256": hashes,
+        "train_images": int(n),
+        "val_images": int(opts.val_size),
+        "epochs": run.epoch,
+        "final_val_accuracy": run.history[-1].val_accuracy,
+        "final_loss": run.history[-1].loss,
+        "test_accuracy": result.test_accuracy,
+    }
+    save_weights(params, out, meta)
+    meta["weights_sha256"] = file_sha256(out)
+    save_weights(params, out, meta)  # same bytes again, now with the hash in the sidecar
+    result.metadata = meta
+    for p in checkpoint_paths(out):
+        p.unlink(missing_ok=True)
+        p.with_name(p.name + ".json").unlink(missing_ok=True)
+    return result
+
+
+def _epoch(
+    run: _Run,
+    images: NDArray[np.uint8],
+    labels: NDArray[np.uint8],
+    tr: NDArray[np.intp],
+    per_epoch: int,
+    total: int,
+    x_val: NDArray[np.uint8],
+    t_val: NDArray[np.uint8],
+    progress: bool,
+) -> EpochStats:
+    """One pass over the shuffled training images; resumes mid-epoch from run.batch."""
+    from mnist_infer.augment import augment
+
+    opts, net = run.opts, run.net
+    bs = opts.batch_size
+    if run.perm is None:
+        run.perm = run.rng.permutation(tr)
+    bar = _bar(run.epoch, opts.epochs, per_epoch, run.batch) if progress else None
+    t0 = time.perf_counter()
+    loss_sum, hits, seen = 0.0, 0, 0
+    scale = np.float32(1 / 255)
+    while run.batch < per_epoch:
+        idx = run.perm[run.batch * bs : (run.batch + 1) * bs]
+        x = augment(images[idx], run.rng) if opts.augment else images[idx].astype(np.float32)
+        x *= scale
+        t = labels[idx]
+        grads = net.gradient(x, t)
+        y = net.last.y
+        assert y is not None
+        loss_sum += cross_entropy_error(y, t) * len(t)
+        hits += int(np.sum(y.argmax(axis=1) == t))
+        seen += len(t)
+        step = run.epoch * per_epoch + run.batch
+        run.opt.update(net.params, grads, cosine(opts.rate, step, total))
+        run.batch += 1
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    secs = time.perf_counter() - t0
+    val = None
+    if len(x_val):
+        pred, _ = net.classify(x_val, 1000)
+        val = float(np.mean(pred == t_val))
+    return EpochStats(
+        epoch=run.epoch + 1,
+        loss=loss_sum / max(seen, 1),
+        train_accuracy=hits / max(seen, 1),
+        val_accuracy=val,
+        images_per_second=seen / secs if secs > 0 else 0.0,
+        seconds=secs,
+    )
+
+
+def _bar(epoch: int, epochs: int, per_epoch: int, done: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=per_epoch,
+        initial=done,
+        desc=f"epoch {epoch + 1}/{epochs}",
+        unit="batch",
+        leave=False,
+    )
+
+
+def format_epoch(s: EpochStats, epochs: int) -> str:
+    """One summary line per epoch."""
+    val = "   -  " if s.val_accuracy is None else f"{s.val_accuracy:.4f}"
+    return (
+        f"epoch {s.epoch:>{len(str(epochs))}}/{epochs}  loss {s.loss:.4f}"
+        f"  train {s.train_accuracy:.4f}  val {val}"
+        f"  {s.images_per_second:,.0f} img/s  {s.seconds:.1f} s"
+    )

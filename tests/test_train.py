@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mnist_infer.cli import cli
+from mnist_infer.errors import Interrupted, OutputExistsError, UsageError
+from mnist_infer.idx import write_idx
+from mnist_infer.train import TrainOptions, checkpoint_paths, train
+from mnist_infer.weights import file_sha256, load_weights, read_metadata
+
+
+def _blobs(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A learnable stand-in for MNIST: each class is a bright square at its own place, jittered."""
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    img = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        r, k = 3 + 5 * (c // 5) * 2 + rng.integers(-1, 2), 2 + 5 * (c % 5) + rng.integers(-1, 2)
+        img[i, r : r + 6, k : k + 4] = 230
+    return img, labels
+
+
+@pytest.fixture
+def blob_cache(cache_dir: Path) -> Path:
+    """A cache folder holding generated train and test splits."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    for split, n in (("train", 1200), ("t10k", 300)):
+        x, t = _blobs(n, rng)
+        write_idx(cache_dir / f"{split}-images-idx3-ubyte", x)
+        write_idx(cache_dir / f"{split}-labels-idx1-ubyte", t)
+    return cache_dir
+
+
+def _opts(**kw: object) -> TrainOptions:
+    base: dict[str, object] = {"epochs": 3, "batch_size": 50, "val_size": 200, "hidden": (50, 100)}
+    return TrainOptions(**(base | kw))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("optimizer", "lr"), [("sgd", 2.0), ("momentum", 0.2), ("adam", 0.01)])
+def test_training_learns(blob_cache: Path, tmp_path: Path, optimizer: str, lr: float) -> None:
+    opts = _opts(optimizer=optimizer, lr=lr, epochs=5, batch_size=20)
+    res = train(opts, tmp_path / "w.pkl", cache_dir=blob_cache)
+    losses = [h.loss for h in res.history]
+    assert losses[-1] < losses[0] * 0.5
+    assert res.history[-1].val_accuracy is not None
+    assert res.history[-1].val_accuracy > 0.9  # chance is 0.1
+    assert res.test_accuracy is not None
+    assert res.test_accuracy > 0.9
+
+
+def test_output_is_a_textbook_dict_with_metadata(blob_cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "w.pkl"
+    res = train(_opts(augment=True), out, cache_dir=blob_cache)
+    params = load_weights(out)
+    assert sorted(params) == ["W1", "W2", "W3", "b1", "b2", "b3"]
+    assert [params[f"W{i}"].shape for i in (1, 2, 3)] == [(784, 50), (50, 100), (100, 10)]
+    assert all(a.dtype == np.float32 for a in params.values())
+    meta = read_metadata(out)
+    assert meta is not None
+    assert meta["architecture"] == "784-50-100-10"
+    assert meta["weights_sha256"] == file_sha256(out)
+    assert meta["test_accuracy"] == res.test_accuracy
+    assert meta["options"]["augment"] is True
+    assert meta["epochs"] == 3
+    assert len(meta["data_sha256"]) == 2
+    assert not any(p.exists() for p in checkpoint_paths(out))
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_same_seed_same_weights(blob_cache: Path, tmp_path: Path, augment: bool) -> None:
+    a = train(_opts(augment=augment), tmp_path / "a.npz", cache_dir=blob_cache)
+    b = train(_opts(augment=augment), tmp_path / "b.npz", cache_dir=blob_cache)
+    c = train(_opts(augment=augment, seed=1), tmp_path / "c.npz", cache_dir=blob_cache)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    assert not np.array_equal(a.params["W1"], c.params["W1"])
+
+
+def test_refuses_to_overwrite(blob_cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "w.pkl"
+    out.write_bytes(b"keep me")
+    with pytest.raises(OutputExistsError, match="exists; pass --force"):
+        train(_opts(), out, cache_dir=blob_cache)
+    assert out.read_bytes() == b"keep me"
+    train(_opts(epochs=1), out, cache_dir=blob_cache, force=True)
+    assert load_weights(out)["W1"].shape == (784, 50)
+
+
+def test_interrupt_saves_checkpoint_and_resume_matches(blob_cache: Path, tmp_path: Path) -> None:
+    full = train(_opts(epochs=3), tmp_path / "full.pkl", cache_dir=blob_cache)
+
+    def stop_after_first(stats: object) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "w.pkl"
+    with pytest.raises(Interrupted, match=r"checkpoint saved to .*--resume"):
+        train(_opts(epochs=3), out, cache_dir=blob_cache, on_epoch=stop_after_first)
+    wpath, spath = checkpoint_paths(out)
+    assert load_weights(wpath)["W1"].shape == (784, 50)  # a usable weights file
+    assert spath.is_file()
+    assert not out.exists()
+    res = train(_opts(epochs=3), out, cache_dir=blob_cache, resume=True)
+    assert [h.epoch for h in res.history] == [1, 2, 3]
+    for k in full.params:
+        np.testing.assert_array_equal(full.params[k], res.params[k])
+
+
+def test_resume_needs_a_checkpoint(blob_cache: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cannot resume: no checkpoint"):
+        train(_opts(), tmp_path / "w.pkl", cache_dir=blob_cache, resume=True)
+
+
+def test_resume_refuses_other_options(blob_cache: Path, tmp_path: Path) -> None:
+    def stop(stats: object) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "w.pkl"
+    with pytest.raises(Interrupted):
+        train(_opts(), out, cache_dir=blob_cache, on_epoch=stop)
+    with pytest.raises(UsageError, match="seed: 0 then, 5 now"):
+        train(_opts(seed=5), out, cache_dir=blob_cache, resume=True)
+
+
+def test_val_size_too_large(blob_cache: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="validation size must be at most 1150"):
+        train(_opts(val_size=1151), tmp_path / "w.pkl", cache_dir=blob_cache)
+
+
+def test_cli_train_and_info(blob_cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "w.npz"
+    args = ["train", "--epochs", "2", "--batch-size", "50", "--val-size", "100", "--out", str(out)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].startswith("epoch 1/2  loss ")
+    assert "img/s" in lines[1]
+    assert lines[2] == f"Saved {out} (metadata in {out}.json)"
+    assert re.fullmatch(r"Test accuracy: [01]\.\d{4}", lines[3])
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 1
+    assert again.output == f"Error: {out} exists; pass --force to overwrite it\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--hidden", "50,x"], "expected comma-separated integers"),
+        (["--hidden", "0"], "layer sizes must be positive"),
+        (["--epochs", "0"], "0 is not in the range x>=1"),
+        (["--lr", "0"], "0.0 is not in the range x>0"),
+        (["--optimizer", "rmsprop"], "'rmsprop' is not one of"),
+    ],
+)
+def test_cli_train_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    res = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "w.pkl"), *args])
+    assert res.exit_code == 2
+    assert message in res.output
+
+
+def test_ctrl_c_in_a_real_process(blob_cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "w.pkl"
+    cmd = [sys.executable, "-m", "mnist_infer", "train", "--epochs", "200", "--out", str(out)]
+    cmd += ["--batch-size", "50", "--val-size", "100"]
+    env = os.environ | {"MNIST_INFER_CACHE": str(blob_cache)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # wait until training is under way
+    assert re.match(r"epoch +1/200  loss ", first)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.startswith("Error: interrupted in epoch ")
+    wpath, _ = checkpoint_paths(out)
+    assert load_weights(wpath)["W3"].shape == (100, 10)
+    meta = json.loads(wpath.with_name(wpath.name + ".json").read_text())
+    assert meta["checkpoint"] is True
+    assert meta["epochs_completed"] >= 1
+    again = ["train", "--epochs", "2", "--batch-size", "50", "--val-size", "100", "-q"]
+    resumed = CliRunner().invoke(cli, [*again, "--out", str(out), "--resume"])
+    # Resuming a run that already did more epochs than asked still writes the weights.
+    assert resumed.exit_code == 0, resumed.output
+    assert load_weights(out)["W1"].shape == (784, 50)
