@@ -102,7 +102,7 @@ class SoftmaxWithLoss(Layer):
         self.y: Array | None = None
         self.t: NDArray | None = None
 
-    def forward(self, x: Array, t: NDArray | None = None) -> Array:  # type: ignore[override]
+    def forward(self, x: Array, t: NDArray | None = None) -> Array:
         """Probabilities for x; with labels t call `loss` instead."""
         self.y = softmax(x)
         self.t = t
