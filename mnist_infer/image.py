@@ -1,0 +1,299 @@
+"""Turn an image file into a 28x28 MNIST-style digit: white ink on black, 20x20 box, centred."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mnist_infer.errors import ImageError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+Invert = Literal["auto", "yes", "no"]
+Digit = NDArray[np.uint8]
+
+MAX_PIXELS = 50_000_000  # larger images are refused (decompression-bomb guard)
+SIZE = 28  # output frame
+BOX = 20  # the digit's longer side inside the frame, as in MNIST
+WORK = 1024  # bigger images are first box-reduced so their longer side is at most this
+SMALL = 64  # images up to this size skip the speck filter (MNIST-like inputs stay exact)
+FORMATS = "PNG, JPEG, BMP, GIF, TIFF or WebP"
+MIN_CONTRAST = 0.08  # ink must differ from the background by this much (of full scale)
+RAMP = " .:-=+*#%@"
+
+
+def open_image(source: str | Path | IO[bytes], name: str) -> tuple[Image.Image, list[str]]:
+    """Open and decode the first frame, upright per EXIF; notes say what was ignored."""
+    from PIL import Image, ImageOps
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(source)
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file or directory") from None
+    except PermissionError:
+        raise ImageError(f"{name}: permission denied") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name}: is a directory, expected an image file") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
+        m = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
+        raise ImageError(
+            f"{name}: image too large ({size}; the limit is {MAX_PIXELS:,} pixels)"
+        ) from None
+    except Image.UnidentifiedImageError:
+        what = "empty file" if _is_empty(source) else f"not an image (expected {FORMATS})"
+        raise ImageError(f"{name}: {what}") from None
+    with img:
+        notes = []
+        frames = getattr(img, "n_frames", 1)
+        if frames > 1:
+            notes.append(f"{name}: {frames} frames (animated or multi-page); using the first")
+        if img.format == "JPEG" and max(img.size) > 2 * WORK:
+            # libjpeg can decode at 1/2, 1/4 or 1/8 scale: much faster for big photos.
+            s = WORK / max(img.size)
+            img.draft("L", (-int(-img.size[0] * s), -int(-img.size[1] * s)))
+        try:
+            img.load()
+            # Only JPEG, TIFF, WebP and some PNGs carry an orientation tag.
+            if img.format != "PNG" or "exif" in img.info:
+                out = ImageOps.exif_transpose(img)
+            else:
+                out = img.copy() if frames > 1 else img
+        except Exception as err:  # Pillow's decoders raise many types for corrupt data
+            raise ImageError(f"{name}: truncated or corrupt image ({_oneline(err)})") from None
+    return out, notes
+
+
+def _is_empty(source: str | Path | IO[bytes]) -> bool:
+    """True if the file or stream holds no bytes at all."""
+    if isinstance(source, (str, Path)):
+        return Path(source).stat().st_size == 0
+    source.seek(0, 2)
+    return source.tell() == 0
+
+
+def _oneline(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text[:200]
+
+
+def to_gray(img: Image.Image) -> NDArray[np.float32]:
+    """Grayscale in [0, 1] as seen by a person; alpha-only content becomes full-contrast ink."""
+    mode = img.mode
+    if mode in ("I", "F") or mode.startswith("I;"):
+        return _scale_wide(np.asarray(img, dtype=np.float32), mode)
+    if mode == "L":
+        if "transparency" not in img.info:
+            return np.asarray(img, dtype=np.float32) * np.float32(1 / 255)
+    elif mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in img.info:
+        return np.asarray(img.convert("L"), dtype=np.float32) * np.float32(1 / 255)
+    la = np.asarray(img.convert("RGBA").convert("LA"), dtype=np.float32) * np.float32(1 / 255)
+    return _flatten_alpha(la[..., 0], la[..., 1])
+
+
+def _scale_wide(a: NDArray[np.float32], mode: str) -> NDArray[np.float32]:
+    """16/32-bit integer or float pixels to [0, 1], assuming the usual full scale of the mode."""
+    lo, hi = min(float(a.min()), 0.0), float(a.max())
+    if mode.startswith("I;16"):
+        hi = 65535.0
+    else:
+        hi = next((s for s in (1.0, 255.0, 65535.0) if hi <= s), hi)
+    return (a - np.float32(lo)) * np.float32(1 / (hi - lo))
+
+
+def _flatten_alpha(gray: NDArray[np.float32], alpha: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Composite a transparent image so that its ink stays visible whatever the RGB behind it."""
+    top = float(alpha.max())
+    if float(alpha.min()) > 0.98 * top:  # no real transparency: alpha says nothing
+        return gray
+    solid = gray[alpha >= 0.9 * top]
+    ink = _med(solid)
+    # Transparent background and uniformly coloured ink: the shape is the alpha channel
+    # (RGB under transparent pixels is arbitrary). Keep the ink's polarity so --invert
+    # means the same as for an opaque picture.
+    if np.count_nonzero(np.abs(solid - ink) > 0.3) <= 0.02 * solid.size:
+        a = alpha * np.float32(1 / top)
+        return a if ink >= 0.5 else 1 - a
+    # Mixed content (e.g. an opaque sheet with ink on a transparent canvas): fill the
+    # transparency with the sheet's colour.
+    return gray * alpha + np.float32(ink) * (1 - alpha)
+
+
+def _reduce(img: Image.Image) -> Image.Image:
+    """Box-reduce a big image so its longer side is at most WORK pixels."""
+    factor = -(-max(img.size) // WORK)
+    if factor <= 1:
+        return img
+    if img.mode.startswith("I;"):
+        img = img.convert("I")
+    elif img.mode not in ("L", "LA", "RGB", "RGBA", "I", "F") or "transparency" in img.info:
+        has_alpha = "A" in img.mode or "transparency" in img.info
+        img = img.convert("RGBA" if has_alpha else "RGB")
+    return img.reduce(factor)
+
+
+def _border(a: NDArray[np.float32]) -> NDArray[np.float32]:
+    """The one-pixel outer ring of a 2-D array."""
+    if min(a.shape) < 3:
+        return a.ravel()
+    return np.concatenate((a[0], a[-1], a[1:-1, 0], a[1:-1, -1]))
+
+
+def _med(a: NDArray[np.float32]) -> float:
+    """Median of a 1-D array (np.median's overhead dominates on small images)."""
+    k = a.size // 2
+    if a.size % 2:
+        return float(np.partition(a, k)[k])
+    p = np.partition(a, (k - 1, k))
+    return 0.5 * (float(p[k - 1]) + float(p[k]))
+
+
+def _mean2(a: NDArray[np.float32]) -> NDArray[np.float32]:
+    """2x2 box average (odd last row/column dropped): halves noise for level estimates."""
+    h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+    return a[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+
+def _extent(profile: NDArray[np.float32]) -> tuple[int, int]:
+    """First and last index of the ink, dropping outer runs holding under 1% of the mass."""
+    on = profile > 0
+    idx = np.flatnonzero(on)
+    lo, hi = int(idx[0]), int(idx[-1])
+    if idx.size == hi - lo + 1:  # one run: the usual case
+        return lo, hi
+    starts = np.flatnonzero(on & ~np.r_[False, on[:-1]])
+    ends = np.flatnonzero(on & ~np.r_[on[1:], False])
+    mass = np.array([profile[s : e + 1].sum() for s, e in zip(starts, ends, strict=True)])
+    keep = np.flatnonzero(mass >= 0.01 * mass.sum())
+    return int(starts[keep[0]]), int(ends[keep[-1]])
+
+
+def normalize(gray: NDArray[np.float32], invert: Invert = "auto", name: str = "image") -> Digit:
+    """MNIST normalisation of a grayscale picture in [0, 1]; returns a (28, 28) uint8 digit."""
+    g = gray
+    big = min(g.shape) > SMALL
+    ring = _border(g)
+    bg = _med(ring)
+    if invert == "auto":
+        # The ink is what departs most from the background, lighter or darker.
+        s = _mean2(g) if big else g
+        flip = bg - float(s.min()) > float(s.max()) - bg
+    else:
+        flip = invert == "yes"
+    if flip:
+        g, ring, bg = 1 - g, 1 - ring, 1 - bg
+    # Background noise level from the border; ink is what rises clearly above it.
+    sigma = 1.4826 * _med(np.abs(ring - np.float32(bg)))
+    cut = bg + 3 * sigma
+    on = g > cut
+    if big:  # isolated specks (noise, dust) must not set the ink level or widen the box
+        on &= _count3(on) >= 3
+    top = _top(g[on], big) if on.any() else bg
+    if top - bg < MIN_CONTRAST:
+        raise ImageError(f"{name}: no digit found (blank or single-colour image)")
+    # Ink strength relative to the background keeps the anti-aliased edges in proportion.
+    ink = np.where(on, g - np.float32(bg), 0) * np.float32(1 / (top - bg))
+    np.clip(ink, 0, 1, out=ink)
+    mass = ink
+    y0, y1 = _extent(mass.sum(axis=1))
+    x0, x1 = _extent(mass.sum(axis=0))
+    return _frame(ink[y0 : y1 + 1, x0 : x1 + 1])
+
+
+def _top(ink: NDArray[np.float32], big: bool) -> float:
+    """Level of full-strength ink: the maximum, or a high percentile where noise rides on it."""
+    if not big:
+        return float(ink.max())
+    k = int(0.95 * (ink.size - 1))
+    return float(np.partition(ink, k)[k])
+
+
+def _count3(on: NDArray[np.bool_]) -> NDArray[np.uint8]:
+    """Number of set pixels in each 3x3 neighbourhood (the pixel included)."""
+    m = on.view(np.uint8)
+    r = m.copy()
+    r[1:] += m[:-1]
+    r[:-1] += m[1:]
+    c = r.copy()
+    c[:, 1:] += r[:, :-1]
+    c[:, :-1] += r[:, 1:]
+    return c
+
+
+def _frame(crop: NDArray[np.float32]) -> Digit:
+    """Scale the crop's longer side to 20 px and centre its mass in a 28x28 frame."""
+    h, w = crop.shape
+    s = BOX / max(h, w)
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    if (nh, nw) != (h, w):
+        from PIL import Image
+
+        resample = Image.Resampling.LANCZOS
+        small = Image.fromarray(np.ascontiguousarray(crop), "F").resize((nw, nh), resample)
+        crop = np.asarray(small, dtype=np.float32)
+    d = np.clip(crop * 255 + 0.5, 0, 255).astype(np.uint8)
+    m = d.astype(np.float32)
+    total = float(m.sum())
+    if total == 0:
+        oy, ox = (SIZE - nh) // 2, (SIZE - nw) // 2
+    else:
+        cy = float((m.sum(axis=1) * np.arange(nh)).sum()) / total
+        cx = float((m.sum(axis=0) * np.arange(nw)).sum()) / total
+        # MNIST put the centre of mass on pixel (14, 14); keep the digit inside the frame.
+        oy = min(max(int(np.floor(SIZE // 2 - cy + 0.5)), 0), SIZE - nh)
+        ox = min(max(int(np.floor(SIZE // 2 - cx + 0.5)), 0), SIZE - nw)
+    out = np.zeros((SIZE, SIZE), np.uint8)
+    out[oy : oy + nh, ox : ox + nw] = d
+    return out
+
+
+def preprocess(img: Image.Image, invert: Invert = "auto", name: str = "image") -> Digit:
+    """Full MNIST normalisation of a decoded image."""
+    return normalize(to_gray(_reduce(img)), invert, name)
+
+
+def as_is(img: Image.Image, invert: Invert = "auto", name: str = "image") -> Digit:
+    """An image that already is MNIST-format: grayscale (inverted if asked/detected), 28x28."""
+    if img.size != (SIZE, SIZE):
+        w, h = img.size
+        raise ImageError(
+            f"{name}: is {w}x{h}, --no-preprocess needs 28x28 (drop --no-preprocess to resize)"
+        )
+    g = to_gray(img)
+    if invert == "yes" or (invert == "auto" and _med(_border(g)) > 0.5):
+        g = 1 - g
+    return (g * 255 + 0.5).astype(np.uint8)
+
+
+def load_digit(
+    source: str | Path | IO[bytes],
+    name: str,
+    invert: Invert = "auto",
+    raw: bool = False,
+) -> tuple[Digit, list[str]]:
+    """Read an image file or stream into a (28, 28) uint8 digit plus notes for the user."""
+    img, notes = open_image(source, name)
+    return (as_is if raw else preprocess)(img, invert, name), notes
+
+
+def to_art(digit: Digit) -> str:
+    """Terminal picture of a 28x28 digit, one character per pixel, darkest to brightest ramp."""
+    idx = (digit.astype(np.uint16) * len(RAMP)) >> 8
+    chars = np.array(list(RAMP))[idx]
+    return "\n".join("".join(row) for row in chars)
+
+
+def save_png(digit: Digit, path: Path) -> None:
+    """Write a digit as an 8-bit grayscale PNG."""
+    from PIL import Image
+
+    Image.fromarray(digit, "L").save(path)
