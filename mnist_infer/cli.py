@@ -193,7 +193,182 @@ def info(weights_path: Path | None) -> None:
 # --- predict ----------------------------------------------------------------
 
 
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="FILE_OR_FOLDER...")
+@click.option(
+    "--weights",
+    "weights_path",
+    type=click.Path(path_type=Path),
+    help="Weights file (.pkl or .npz)  [default: the shipped weights].",
+)
+@click.option("--recursive", "-r", is_flag=True, help="Also take images in subfolders.")
+@click.option(
+    "--invert",
+    type=click.Choice(["auto", "yes", "no"]),
+    default="auto",
+    show_default=True,
+    help="Dark ink on a light background must be inverted; auto decides per image.",
+)
+@click.option(
+    "--no-preprocess",
+    is_flag=True,
+    help="Images already are MNIST-format 28x28 digits: only convert to grayscale.",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(1, 10),
+    default=1,
+    show_default=True,
+    help="Also show the runners-up.",
+)
+@click.option("--json", "fmt", flag_value="json", help="JSON lines: one object per image.")
+@click.option("--csv", "fmt", flag_value="csv", help="CSV with a header row.")
+@click.option(
+    "--show",
+    is_flag=True,
+    help="Draw the 28x28 digit the network saw (on stderr with --json/--csv).",
+)
+@click.option(
+    "--save-preprocessed",
+    "save_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write each 28x28 digit the network saw as FOLDER/<stem>.png.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    help="Processes decoding images (used from 512 files on)  [default: CPUs, at most 4].",
+)
+def predict(
+    inputs: tuple[str, ...],
+    weights_path: Path | None,
+    recursive: bool,
+    invert: str,
+    no_preprocess: bool,
+    top_k: int,
+    fmt: str | None,
+    show: bool,
+    save_dir: Path | None,
+    batch_size: int,
+    jobs: int | None,
+) -> None:
+    """Predict the digit in each image file (PNG, JPEG, BMP, GIF, TIFF, WebP).
+
+    FILE_OR_FOLDER may be an image file, a folder (its images, sorted by name) or `-` for
+    one image on standard input. Prints `path  digit  confidence` per image; `--json`
+    prints JSON lines ({"path", "digit", "confidence"[, "top"]}), `--csv` a table.
+
+    Each image is normalised like MNIST: upright per EXIF, transparency flattened,
+    grayscale, inverted to white on black, background removed, cropped, longer side
+    scaled to 20 px and centred by centre of mass in 28x28. Animated or multi-page
+    images use their first frame. Images over 50,000,000 pixels are refused.
+
+    A file that cannot be used gets `Error: <path>: <reason>` on stderr while the others
+    are still predicted; the exit code is then 5.
+    """
+    import json
+    import sys
+
+    from mnist_infer import predict as pr
+    from mnist_infer.image import save_png, to_art
+
+    net = pr.load_network(weights_path)
+    if save_dir is not None:
+        try:
+            save_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise click.BadParameter(
+                f"cannot create {save_dir}: {err.strerror or err}", param_hint="--save-preprocessed"
+            ) from None
+        name = pr.PngNamer(save_dir)
+    results = pr.predict_files(
+        inputs,
+        net,
+        batch_size=batch_size,
+        invert=invert,  # type: ignore[arg-type]
+        raw=no_preprocess,
+        recursive=recursive,
+        stdin=click.get_binary_stream("stdin"),
+        jobs=jobs or pr.default_jobs(),
+    )
+    out = sys.stdout
+    if fmt == "csv":
+        import csv
+
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(pr.csv_header(top_k))
+    failed = 0
+    for r in results:
+        if isinstance(r, pr.Failure):
+            failed += 1
+            click.echo(f"Error: {r.message}", err=True)
+            continue
+        for note in r.notes:
+            click.echo(f"Note: {note}", err=True)
+        if fmt == "json":
+            out.write(json.dumps(pr.json_record(r, top_k)) + "\n")
+        elif fmt == "csv":
+            writer.writerow(pr.csv_row(r, top_k))
+        else:
+            out.write(pr.text_line(r, top_k) + "\n")
+        if show:
+            click.echo(to_art(r.digit) + "\n", err=fmt is not None)
+        if save_dir is not None:
+            save_png(r.digit, name(r.path))
+    out.flush()
+    if failed:
+        raise click.exceptions.Exit(5)
+
+
 # --- show -------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option(
+    "--index", type=click.IntRange(min=0), default=0, show_default=True, help="First digit."
+)
+@click.option(
+    "--count", type=click.IntRange(min=1), default=10, show_default=True, help="How many."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("digits"),
+    show_default=True,
+    help="Folder for the PNG files (created if missing).",
+)
+@click.option("--art", is_flag=True, help="Also draw each digit in the terminal.")
+@click.option(
+    "--mirror",
+    "mirrors",
+    multiple=True,
+    metavar="URL_OR_DIR",
+    envvar="MNIST_INFER_MIRRORS",
+    help="Where to fetch MNIST from if it is not cached yet (see `download --help`).",
+)
+@cache_dir_option
+def show(
+    split: str,
+    index: int,
+    count: int,
+    out: Path,
+    art: bool,
+    mirrors: tuple[str, ...],
+    cache_dir: Path | None,
+) -> None:
+    """Export MNIST digits as 28x28 PNG files, e.g. digits/test-00000-label7.png.
+
+    Prints each written path; the files are ready for `mnist-infer predict`.
+    """
+    from mnist_infer.image import export_digits, to_art
+
+    for path, digit in export_digits(split, index, count, out, cache_dir, list(mirrors) or None):
+        click.echo(str(path))
+        if art:
+            click.echo(to_art(digit) + "\n")
 
 
 # --- train ------------------------------------------------------------------

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from mnist_infer.errors import ImageError
+from mnist_infer.errors import ImageError, MnistInferError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -296,4 +297,36 @@ def save_png(digit: Digit, path: Path) -> None:
     """Write a digit as an 8-bit grayscale PNG."""
     from PIL import Image
 
-    Image.fromarray(digit, "L").save(path)
+    try:
+        Image.fromarray(digit, "L").save(path)
+    except OSError as err:
+        raise MnistInferError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def export_digits(
+    split: str,
+    start: int,
+    count: int,
+    out: Path,
+    cache_dir: Path | None = None,
+    mirrors: Sequence[str] | None = None,
+) -> list[tuple[Path, Digit]]:
+    """Write dataset digits start…start+count-1 as `<split>-<index>-label<d>.png` files in out."""
+    from mnist_infer.dataset import load_arrays
+    from mnist_infer.errors import UsageError
+
+    images, labels = load_arrays(split, cache_dir, mirrors=mirrors)
+    n = len(images)
+    if start >= n:
+        raise UsageError(f"--index {start} is past the end: the {split} split has {n} images")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create folder {out}: {err.strerror or err}") from None
+    written = []
+    for i in range(start, min(start + count, n)):
+        digit = images[i].reshape(SIZE, SIZE)
+        path = out / f"{split}-{i:05d}-label{labels[i]}.png"
+        save_png(digit, path)
+        written.append((path, digit))
+    return written
