@@ -23,6 +23,7 @@ MAX_PIXELS = 50_000_000  # larger images are refused (decompression-bomb guard)
 SIZE = 28  # output frame
 BOX = 20  # the digit's longer side inside the frame, as in MNIST
 WORK = 1024  # bigger images are first box-reduced so their longer side is at most this
+HIRES = 24  # digits larger than this (px) get their box measured at half ink strength
 SMALL = 64  # images up to this size skip the speck filter (MNIST-like inputs stay exact)
 FORMATS = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 MIN_CONTRAST = 0.08  # ink must differ from the background by this much (of full scale)
@@ -183,7 +184,8 @@ def normalize(gray: NDArray[np.float32], invert: Invert = "auto", name: str = "i
     g = gray
     big = min(g.shape) > SMALL
     ring = _border(g)
-    bg = _med(ring)
+    lo, hi = float(ring.min()), float(ring.max())
+    bg = lo if lo == hi else _med(ring)
     if invert == "auto":
         # The ink is what departs most from the background, lighter or darker.
         s = _mean2(g) if big else g
@@ -193,20 +195,29 @@ def normalize(gray: NDArray[np.float32], invert: Invert = "auto", name: str = "i
     if flip:
         g, ring, bg = 1 - g, 1 - ring, 1 - bg
     # Background noise level from the border; ink is what rises clearly above it.
-    sigma = 1.4826 * _med(np.abs(ring - np.float32(bg)))
+    sigma = 0.0 if lo == hi else 1.4826 * _med(np.abs(ring - np.float32(bg)))
     cut = bg + 3 * sigma
     on = g > cut
     if big:  # isolated specks (noise, dust) must not set the ink level or widen the box
         on &= _count3(on) >= 3
     top = _top(g[on], big) if on.any() else bg
     if top - bg < MIN_CONTRAST:
-        raise ImageError(f"{name}: no digit found (blank or single-colour image)")
+        hint = f"; --invert {invert} expects {_INK[invert]} ink" if invert != "auto" else ""
+        raise ImageError(f"{name}: no digit found (blank or single-colour image){hint}")
     # Ink strength relative to the background keeps the anti-aliased edges in proportion.
-    ink = np.where(on, g - np.float32(bg), 0) * np.float32(1 / (top - bg))
+    ink = g - np.float32(bg)
+    if cut > bg:
+        ink *= on
+    ink *= np.float32(1 / (top - bg))
     np.clip(ink, 0, 1, out=ink)
-    mass = ink
-    y0, y1 = _extent(mass.sum(axis=1))
-    x0, x1 = _extent(mass.sum(axis=0))
+    y0, y1 = _extent(ink.sum(axis=1))
+    x0, x1 = _extent(ink.sum(axis=0))
+    if max(y1 - y0, x1 - x0) + 1 > HIRES:
+        # A digit drawn bigger than MNIST's box has blurred edges several pixels wide;
+        # NIST's originals were binary, so measure the outline at half strength.
+        half = ink * (ink >= 0.5)
+        y0, y1 = _extent(half.sum(axis=1))
+        x0, x1 = _extent(half.sum(axis=0))
     return _frame(ink[y0 : y1 + 1, x0 : x1 + 1])
 
 
@@ -216,6 +227,9 @@ def _top(ink: NDArray[np.float32], big: bool) -> float:
         return float(ink.max())
     k = int(0.95 * (ink.size - 1))
     return float(np.partition(ink, k)[k])
+
+
+_INK = {"yes": "dark", "no": "light"}
 
 
 def _count3(on: NDArray[np.bool_]) -> NDArray[np.uint8]:

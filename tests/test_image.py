@@ -1,0 +1,326 @@
+"""Preprocessing of image files into MNIST-style digits, on real and rendered images."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from textbook import real_test_set
+
+from mnist_infer import image
+from mnist_infer.errors import ImageError
+from mnist_infer.network import Network
+from mnist_infer.weights import default_weights_path, load_weights
+
+RNG_SEED = 20240611
+
+
+def _stroke_digit() -> np.ndarray:
+    """A synthetic 28x28 MNIST-like '7' (white on black, anti-aliased, centred)."""
+    big = Image.new("L", (112, 112), 0)
+    from PIL import ImageDraw
+
+    d = ImageDraw.Draw(big)
+    d.line([(30, 24), (82, 24), (50, 92)], fill=255, width=10)
+    digit = image.normalize(np.asarray(big, np.float32) / 255)
+    return digit
+
+
+SEVEN = _stroke_digit()
+
+
+def _png(img: Image.Image, fmt: str = "PNG", **kw: object) -> io.BytesIO:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    buf.seek(0)
+    return buf
+
+
+def _centre_of_mass(d: np.ndarray) -> tuple[float, float]:
+    m = d.astype(np.float64)
+    idx = np.arange(28)
+    return float(m.sum(1) @ idx / m.sum()), float(m.sum(0) @ idx / m.sum())
+
+
+def _box(d: np.ndarray) -> tuple[int, int]:
+    rows, cols = np.flatnonzero(d.any(1)), np.flatnonzero(d.any(0))
+    return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+
+
+def _shifted_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of a and b, at the best of the one-pixel shifts of b."""
+    return min(
+        float(np.abs(a.astype(int) - np.roll(b, (dy, dx), axis=(0, 1))).mean())
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+    )
+
+
+# --- renderings of a 28x28 digit the ways people hand digits over ---------------------
+
+
+def paper(x: np.ndarray, r: np.random.Generator) -> io.BytesIO:
+    """Dark ink on white paper, scaled up 4-8x (bilinear), off-centre in a bigger page."""
+    k = int(r.integers(4, 9))
+    s = 28 * k
+    ink = Image.fromarray(255 - x).resize((s, s), Image.Resampling.BILINEAR)
+    page = Image.new("L", (int(s * r.uniform(1.2, 2.5)), int(s * r.uniform(1.2, 2.5))), 255)
+    page.paste(
+        ink, (int(r.integers(0, page.width - s + 1)), int(r.integers(0, page.height - s + 1)))
+    )
+    return _png(page)
+
+
+def transparent(x: np.ndarray, r: np.random.Generator) -> io.BytesIO:
+    """RGBA: coloured ink whose alpha is the digit, arbitrary colour under transparency."""
+    a = np.asarray(Image.fromarray(x).resize((56, 56), Image.Resampling.BILINEAR))
+    rgba = np.empty((56, 56, 4), np.uint8)
+    rgba[..., :3] = r.integers(0, 256, 3)
+    rgba[a == 0, :3] = r.integers(0, 256, 3)
+    rgba[..., 3] = a
+    return _png(Image.fromarray(rgba, "RGBA"))
+
+
+def grey_jpeg(x: np.ndarray, r: np.random.Generator) -> io.BytesIO:
+    """Light grey noisy paper, dark ink, JPEG quality 75."""
+    up = np.asarray(Image.fromarray(x).resize((84, 84), Image.Resampling.BILINEAR)) / 255
+    bg, ink = r.uniform(170, 215), r.uniform(20, 70)
+    px = bg - (bg - ink) * up + r.normal(0, 6, up.shape)
+    return _png(Image.fromarray(np.clip(px, 0, 255).astype(np.uint8)), "JPEG", quality=75)
+
+
+def corner(x: np.ndarray, r: np.random.Generator) -> io.BytesIO:
+    """The digit, unscaled, in a corner of a larger black image."""
+    page = Image.new("L", (200, 150), 0)
+    page.paste(Image.fromarray(x), (int(r.choice([0, 172])), int(r.choice([0, 122]))))
+    return _png(page)
+
+
+def photo(x: np.ndarray, r: np.random.Generator) -> io.BytesIO:
+    """A photo of paper: scaled, slightly rotated, uneven light, noise, warm tint, JPEG."""
+    s = int(r.integers(150, 300))
+    d = Image.fromarray(x).resize((s, s), Image.Resampling.BICUBIC)
+    d = d.rotate(float(r.uniform(-8, 8)), Image.Resampling.BILINEAR, expand=True)
+    w, h = int(d.width * 1.8), int(d.height * 1.5)
+    ink = np.zeros((h, w), np.float32)
+    ox, oy = int(r.integers(0, w - d.width)), int(r.integers(0, h - d.height))
+    ink[oy : oy + d.height, ox : ox + d.width] = np.asarray(d, np.float32) / 255
+    yy, xx = np.mgrid[0:h, 0:w]
+    light = 200 - 35 * xx / w - 20 * yy / h
+    g = light * (1 - 0.8 * ink) + r.normal(0, 7, ink.shape)
+    rgb = np.clip(np.stack([g, g * 0.97, g * 0.9], -1), 0, 255).astype(np.uint8)
+    return _png(Image.fromarray(rgb), "JPEG", quality=80)
+
+
+RENDERINGS = [paper, transparent, grey_jpeg, corner]
+
+
+@pytest.fixture(scope="module")
+def default_net() -> Network:
+    p = default_weights_path(check=False)
+    if not p.is_file():
+        pytest.skip(f"no shipped default weights at {p}")
+    return Network(load_weights(p))
+
+
+@pytest.fixture(scope="module")
+def sample(real_mnist_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A few hundred real test digits (28x28 uint8) and their labels, chosen at random."""
+    x, t = real_test_set(real_mnist_dir)
+    idx = np.random.default_rng(RNG_SEED).choice(len(x), 300, replace=False)
+    return x[idx].reshape(-1, 28, 28), t[idx]
+
+
+def _classify(net: Network, digits: list[np.ndarray] | np.ndarray) -> np.ndarray:
+    x = np.stack(digits).reshape(len(digits), 784)
+    return net.predict(x / 255).argmax(axis=1)
+
+
+@pytest.mark.parametrize("render", RENDERINGS, ids=lambda f: f.__name__)
+def test_renderings_predict_like_the_original(
+    render: Callable[[np.ndarray, np.random.Generator], io.BytesIO],
+    sample: tuple[np.ndarray, np.ndarray],
+    default_net: Network,
+) -> None:
+    x, _ = sample
+    r = np.random.default_rng(RNG_SEED)
+    digits = [image.load_digit(render(d, r), "x")[0] for d in x]
+    agree = np.mean(_classify(default_net, digits) == _classify(default_net, x))
+    assert agree >= 0.97, f"{render.__name__}: only {agree:.1%} agree with the 28x28 originals"
+
+
+def test_photo_of_a_digit_is_recognised(
+    sample: tuple[np.ndarray, np.ndarray], default_net: Network
+) -> None:
+    x, _ = sample
+    r = np.random.default_rng(RNG_SEED)
+    digits = [image.load_digit(photo(d, r), "x")[0] for d in x[:100]]
+    agree = np.mean(_classify(default_net, digits) == _classify(default_net, x[:100]))
+    assert agree >= 0.9
+    for d in digits:
+        cy, cx = _centre_of_mass(d)
+        assert abs(cy - 14) <= 0.5
+        assert abs(cx - 14) <= 0.5
+        assert max(_box(d)) in (20, 21)
+
+
+def test_mnist_digits_come_out_nearly_unchanged(real_mnist_dir: Path) -> None:
+    x, _ = real_test_set(real_mnist_dir)
+    x = x[:1000].reshape(-1, 28, 28)
+    out = np.stack([image.normalize(d / np.float32(255)) for d in x])
+    diff = np.abs(out.astype(int) - x)
+    assert diff.mean() < 0.1
+    assert np.mean(diff.max(axis=(1, 2)) <= 1) >= 0.99
+
+
+# --- transparency ----------------------------------------------------------------------
+
+
+def _rgba(alpha: np.ndarray, ink: tuple[int, int, int], under: tuple[int, int, int]) -> Image.Image:
+    a = np.empty((*alpha.shape, 4), np.uint8)
+    a[...] = (*ink, 0)
+    a[alpha == 0, :3] = under
+    a[..., 3] = alpha
+    return Image.fromarray(a, "RGBA")
+
+
+@pytest.mark.parametrize(
+    ("ink", "under"),
+    [((0, 0, 0), (0, 0, 0)), ((255, 255, 255), (255, 255, 255)), ((200, 30, 30), (0, 0, 0))],
+    ids=["black-on-black-rgb", "white-on-white-rgb", "red-on-black-rgb"],
+)
+def test_transparent_background_uses_alpha_as_ink(
+    ink: tuple[int, int, int], under: tuple[int, int, int]
+) -> None:
+    # RGB alone would show nothing (black ink over black RGB, white over white).
+    out = image.preprocess(_rgba(SEVEN, ink, under))
+    assert np.array_equal(out, SEVEN)
+
+
+@pytest.mark.parametrize("mode", ["LA", "PA"])
+def test_other_transparent_modes(mode: str) -> None:
+    img = _rgba(SEVEN, (0, 0, 255), (255, 255, 255)).convert(mode)
+    assert np.abs(image.preprocess(img).astype(int) - SEVEN).mean() < 2
+
+
+def test_palette_with_alpha_per_entry() -> None:
+    img = Image.fromarray(SEVEN, "P")  # entry i: blue ink with alpha i (PNG8 with tRNS)
+    img.putpalette([0, 0, 200] * 256)
+    img.info["transparency"] = bytes(range(256))
+    assert np.array_equal(image.preprocess(img), SEVEN)
+
+
+def test_palette_with_one_transparent_entry() -> None:
+    binary = np.where(SEVEN > 127, 1, 0).astype(np.uint8)
+    img = Image.fromarray(binary, "P")  # GIF style: entry 0 transparent, entry 1 black ink
+    img.putpalette([255, 255, 255, 0, 0, 0])
+    img.info["transparency"] = 0
+    expected = image.preprocess(Image.fromarray(binary * 255))
+    assert np.array_equal(image.preprocess(img), expected)
+
+
+def test_opaque_sheet_on_transparent_canvas_is_composited() -> None:
+    # A white sheet with a black digit, surrounded by transparency: the sheet is not the ink.
+    canvas = np.zeros((60, 60, 4), np.uint8)
+    canvas[10:50, 10:50] = (255, 255, 255, 255)
+    canvas[16:44, 16:44, :3] = 255 - SEVEN[..., None]
+    out = image.preprocess(Image.fromarray(canvas, "RGBA"))
+    assert np.abs(out.astype(int) - SEVEN).mean() < 2
+
+
+def test_opaque_rgba_ignores_alpha() -> None:
+    rgba = Image.fromarray(SEVEN).convert("RGBA")
+    assert np.array_equal(image.preprocess(rgba), SEVEN)
+
+
+# --- polarity, orientation, sizes, bit depths ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("picture", "invert"),
+    [
+        ("white_on_black", "auto"),
+        ("black_on_white", "auto"),
+        ("white_on_black", "no"),
+        ("black_on_white", "yes"),
+    ],
+)
+def test_invert(picture: str, invert: image.Invert) -> None:
+    x = SEVEN if picture == "white_on_black" else 255 - SEVEN
+    assert np.array_equal(image.preprocess(Image.fromarray(x), invert), SEVEN)
+
+
+@pytest.mark.parametrize(
+    ("picture", "invert", "ink"), [(SEVEN, "yes", "dark"), (255 - SEVEN, "no", "light")]
+)
+def test_wrong_invert_finds_no_ink(picture: np.ndarray, invert: image.Invert, ink: str) -> None:
+    with pytest.raises(ImageError) as err:
+        image.preprocess(Image.fromarray(picture), invert, name="d.png")
+    assert str(err.value) == (
+        f"d.png: no digit found (blank or single-colour image); --invert {invert} expects {ink} ink"
+    )
+
+
+def test_exif_orientation_is_honoured() -> None:
+    big = Image.fromarray(255 - SEVEN).resize((112, 112), Image.Resampling.BICUBIC)
+    # Stored rotated; orientation 6 tells viewers to rotate it 90° clockwise back.
+    stored = big.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    upright, _ = image.load_digit(_png(big, "JPEG", quality=95), "a.jpg")
+    tagged, _ = image.load_digit(_png(stored, "JPEG", quality=95, exif=exif), "b.jpg")
+    untagged, _ = image.load_digit(_png(stored, "JPEG", quality=95), "c.jpg")
+    assert np.abs(tagged.astype(int) - upright).mean() < 3
+    assert np.abs(untagged.astype(int) - upright).mean() > 20
+
+
+def test_big_photo_is_reduced_and_specks_ignored() -> None:
+    r = np.random.default_rng(1)
+    page = np.full((2400, 3200), 230, np.uint8)
+    ink = np.asarray(Image.fromarray(SEVEN).resize((800, 800), Image.Resampling.BICUBIC))
+    page[800:1600, 1200:2000] -= (ink.astype(np.uint16) * 200 // 255).astype(np.uint8)
+    ys, xs = r.integers(0, 2400, 40), r.integers(0, 3200, 40)
+    page[ys, xs] = 0  # dust: single dark pixels all over the page
+    out, _ = image.load_digit(_png(Image.fromarray(page), "JPEG", quality=90), "big.jpg")
+    assert _box(out) == _box(SEVEN)
+    assert _shifted_difference(out, SEVEN) < 6
+
+
+def test_sixteen_bit_grayscale() -> None:
+    img = Image.fromarray(SEVEN.astype(np.uint16) * 257).convert("I;16")
+    out, _ = image.load_digit(_png(img), "deep.png")
+    assert np.abs(out.astype(int) - SEVEN).mean() < 1
+
+
+def test_tiny_digit_is_scaled_up() -> None:
+    small = Image.fromarray(SEVEN).resize((10, 10), Image.Resampling.BOX)
+    out = image.preprocess(small)
+    assert max(_box(out)) == 20
+    assert abs(_centre_of_mass(out)[0] - 14) <= 0.5
+
+
+def test_blank_image_has_no_digit() -> None:
+    with pytest.raises(
+        ImageError, match=r"^w.png: no digit found \(blank or single-colour image\)$"
+    ):
+        image.preprocess(Image.new("RGB", (50, 40), (250, 250, 250)), name="w.png")
+
+
+def test_as_is_needs_28x28() -> None:
+    assert np.array_equal(image.as_is(Image.fromarray(SEVEN)), SEVEN)
+    assert np.array_equal(image.as_is(Image.fromarray(255 - SEVEN)), SEVEN)
+    with pytest.raises(ImageError, match=r"^s.png: is 30x20, --no-preprocess needs 28x28"):
+        image.as_is(Image.new("L", (30, 20)), name="s.png")
+
+
+def test_art_shows_the_digit() -> None:
+    art = image.to_art(SEVEN).split("\n")
+    assert len(art) == 28
+    assert all(len(row) == 28 for row in art)
+    assert art[0] == " " * 28
+    assert "@" in "".join(art)
+    assert image.to_art(np.full((28, 28), 255, np.uint8)) == "\n".join(["@" * 28] * 28)
