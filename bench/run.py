@@ -1,6 +1,6 @@
 """Benchmarks of mnist-infer against the textbook's chapter-3 script; writes bench/results.json.
 
-Run with `make bench` (.venv/bin/python bench/run.py). Real data comes from
+Run with `make bench` (.venv/bin/python bench/run.py [SECTION ...]). Real data comes from
 $MNIST_INFER_TEST_DATA, else ../shared beside the repository; parts that need something
 missing (data, a command, an optional library) print `skipped: <why>`.
 """
@@ -37,6 +37,7 @@ BIN = Path(sys.executable).parent
 CLI = str(BIN / "mnist-infer")
 
 PROCESS_RUNS = 7
+IMPORTS = "import numpy, click"  # the floor under any numpy + Click command
 BATCH_SIZES = (100, 1000, 10000)
 TARGETS = {"time": 0.65, "memory": 0.3, "gemm": 1.3}
 
@@ -128,9 +129,10 @@ class Spawner:
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
         )
 
-    def run(self, argv: list[str], cwd: Path = WORK) -> dict[str, Any]:
+    def run(self, argv: list[str], cwd: Path = WORK, keep: int | None = 4000) -> dict[str, Any]:
+        """Run argv; its output comes back cut to `keep` characters (None: all)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        job = {"argv": argv, "cwd": str(cwd), "env": child_env()}
+        job = {"argv": argv, "cwd": str(cwd), "env": child_env(), "keep": keep}
         self.proc.stdin.write(json.dumps(job) + "\n")
         return json.loads(self.proc.stdout.readline())
 
@@ -143,8 +145,8 @@ class Spawner:
 # --- measuring ---------------------------------------------------------------------
 
 
-def median_time(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
-    """Median wall time of fn() in seconds."""
+def timings(fn: Callable[[], object], repeat: int, warmup: int = 1) -> list[float]:
+    """Wall times of `repeat` calls of fn() in seconds, after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -152,20 +154,27 @@ def median_time(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
 
 
-def best_time(fn: Callable[[], object], repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+def median_time(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
+    return statistics.median(timings(fn, repeat, warmup))
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Best wall time of each fn, run round-robin so that load changes hit all alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: min(v) for k, v in times.items()}
 
 
-def test_set() -> tuple[np.ndarray, np.ndarray]:
+def test_split() -> tuple[np.ndarray, np.ndarray]:
     """Test images uint8 (n, 784) and labels, read straight from the IDX files."""
     d = need_shared() / "mnist"
     return (
@@ -214,7 +223,6 @@ def bench_data(sec: Section, spawner: Spawner) -> None:
     from mnist_infer.dataset import load_arrays
 
     ensure_cache(spawner)
-    load_arrays("test", CACHE)
     ours = median_time(lambda: load_arrays("test", CACHE), repeat=20)
     pkl = str(textbook_pickle())
     theirs = median_time(lambda: tb.load_mnist(pkl), repeat=5)
@@ -247,7 +255,7 @@ def bench_process(sec: Section, spawner: Spawner) -> None:
             str(textbook_pickle()),
             str(weights),
         ],
-        "import numpy, click": [sys.executable, "-c", "import numpy, click"],
+        IMPORTS: [sys.executable, "-c", IMPORTS],
     }
     try:
         need_command("evaluate")
@@ -266,13 +274,14 @@ def bench_process(sec: Section, spawner: Spawner) -> None:
         ]
     base = "textbook"
     sec.rows += [
-        Row("import numpy, click / textbook: time", secs["import numpy, click"] / secs[base], "x"),
-        Row("import numpy, click / textbook: memory", rss["import numpy, click"] / rss[base], "x"),
+        Row(f"{IMPORTS} / textbook: time", secs[IMPORTS] / secs[base], "x"),
+        Row(f"{IMPORTS} / textbook: memory", rss[IMPORTS] / rss[base], "x"),
     ]
     if "evaluate" in runs:
         sec.rows += [
             Row("evaluate / textbook: time", secs["evaluate"] / secs[base], "x", TARGETS["time"]),
             Row("evaluate / textbook: memory", rss["evaluate"] / rss[base], "x", TARGETS["memory"]),
+            Row(f"evaluate beyond `{IMPORTS}`", (secs["evaluate"] - secs[IMPORTS]) * 1e3, "ms"),
         ]
         ours = accuracy_in(runs["evaluate"][0]["stdout"])
         theirs = accuracy_in(runs[base][0]["stdout"])
@@ -286,9 +295,22 @@ def gemm_peak() -> float:
         a = np.ones((m, k), np.float32)
         b = np.ones((k, n), np.float32)
         out = np.empty((m, n), np.float32)
-        t = best_time(lambda a=a, b=b, out=out: np.matmul(a, b, out=out), repeat=3)
+        t = min(timings(lambda a=a, b=b, out=out: np.matmul(a, b, out=out), repeat=3))
         best = max(best, 2.0 * m * k * n / t)
     return best
+
+
+def matmul_chain(params: dict[str, np.ndarray], x: np.ndarray) -> Callable[[], object]:
+    """The forward pass's three matrix products alone, on the whole batch, into buffers."""
+    ws = [np.ascontiguousarray(params[f"W{i}"], np.float32) for i in range(1, 4)]
+    outs = [np.empty((len(x), w.shape[1]), np.float32) for w in ws]
+
+    def run() -> None:
+        h = x
+        for w, out in zip(ws, outs, strict=True):
+            h = np.matmul(h, w, out=out)
+
+    return run
 
 
 def _onnx_session(params: dict[str, np.ndarray]) -> Any:
@@ -319,7 +341,10 @@ def _onnx_session(params: dict[str, np.ndarray]) -> Any:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    # Idle pool threads would otherwise spin and slow down what is timed next.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
 def _batched(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, bs: int) -> np.ndarray:
@@ -330,14 +355,14 @@ def _batched(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, bs: in
     )
 
 
-def _rivals(sec: Section, params: dict[str, np.ndarray], images: np.ndarray, ours: float) -> None:
-    """ONNX Runtime and PyTorch at batch 100, when installed; ours is classify's time."""
-    n = len(images)
+def _rivals(
+    sec: Section, params: dict[str, np.ndarray], images: np.ndarray
+) -> dict[str, Callable[[], object]]:
+    """Batch-100 loops over ONNX Runtime and PyTorch, for those installed."""
+    fns: dict[str, Callable[[], object]] = {}
     if has_module("onnxruntime") and has_module("onnx"):
         sess = _onnx_session(params)
-        t = median_time(lambda: _batched(lambda x: sess.run(None, {"x": x})[0], images, 100), 5)
-        sec.rows.append(Row("onnxruntime, batch 100", n / t, "images/s"))
-        sec.rows.append(Row("classify / onnxruntime at batch 100: time", ours / t, "x"))
+        fns["onnxruntime"] = lambda: _batched(lambda x: sess.run(None, {"x": x})[0], images, 100)
     else:
         sec.notes.append("skipped: onnxruntime not installed (pip install '.[bench]')")
     if has_module("torch"):
@@ -352,44 +377,53 @@ def _rivals(sec: Section, params: dict[str, np.ndarray], images: np.ndarray, our
                 h = torch.sigmoid(h @ w["W2"] + w["b2"])
                 return torch.softmax(h @ w["W3"] + w["b3"], dim=1).numpy()
 
-        t = median_time(lambda: _batched(fwd, images, 100), 5)
-        sec.rows.append(Row("torch, batch 100", n / t, "images/s"))
-        sec.rows.append(Row("classify / torch at batch 100: time", ours / t, "x"))
+        fns["torch"] = lambda: _batched(fwd, images, 100)
     else:
         sec.notes.append("skipped: torch not installed")
+    return fns
 
 
 def bench_forward(sec: Section, spawner: Spawner) -> None:
     """Forward pass alone: Network.classify vs the textbook loop and the GEMM limit."""
-    images, labels = test_set()
-    params = tb.init_network(str(weights_file()))
     if not has_module("mnist_infer.network"):
         raise Skip("mnist_infer.network not available yet")
     from mnist_infer.network import Network
 
+    images, labels = test_split()
+    params = tb.init_network(str(weights_file()))
     net = Network(params)
     n = len(images)
-    times = {}
-    for bs in BATCH_SIZES:
-        times[bs] = median_time(lambda bs=bs: net.classify(images, bs), repeat=9)
-        sec.rows.append(Row(f"classify, batch {bs}", n / times[bs], "images/s"))
-    acc = float(np.mean(net.classify(images, 100)[0] == labels))
     x = images.astype(np.float32) / np.float32(255.0)
-    t_tb = median_time(lambda: tb.accuracy(params, x, labels, 100), repeat=5)
+    fns: dict[str, Callable[[], object]] = {
+        f"classify {bs}": lambda bs=bs: net.classify(images, bs) for bs in BATCH_SIZES
+    }
+    fns["textbook"] = lambda: tb.accuracy(params, x, labels, 100)
+    fns["matmuls"] = matmul_chain(params, x)
+    rivals = _rivals(sec, params, images)
+    t = interleaved(fns | rivals, repeat=9)
+    for bs in BATCH_SIZES:
+        sec.rows.append(Row(f"classify, batch {bs}", n / t[f"classify {bs}"], "images/s"))
+    ours = t["classify 100"]
     sec.rows += [
-        Row("textbook loop, batch 100 (normalised input)", n / t_tb, "images/s"),
-        Row("classify / textbook loop at batch 100: time", times[100] / t_tb, "x"),
+        Row("textbook loop, batch 100 (normalised input)", n / t["textbook"], "images/s"),
+        Row("classify / textbook loop at batch 100: time", ours / t["textbook"], "x"),
     ]
+    for name in rivals:
+        sec.rows.append(Row(f"{name}, batch 100", n / t[name], "images/s"))
+        sec.rows.append(Row(f"classify / {name} at batch 100: time", ours / t[name], "x"))
     peak = gemm_peak()
     limit = flops(params, n) / peak
-    fast = min(times[bs] for bs in BATCH_SIZES if bs >= 1000)
+    fast = min(t[f"classify {bs}"] for bs in BATCH_SIZES if bs >= 1000)
     sec.rows += [
         Row("float32 GEMM peak", peak / 1e9, "GFLOP/s"),
         Row(f"GEMM limit for {flops(params, n) / 1e6:.0f} MFLOP", limit * 1e3, "ms"),
+        Row(f"the 3 matmuls alone, batch {n}", t["matmuls"] * 1e3, "ms"),
         Row("classify, best of batch >= 1000", fast * 1e3, "ms"),
         Row("classify (batch >= 1000) / GEMM limit: time", fast / limit, "x", TARGETS["gemm"]),
+        Row("classify (batch >= 1000) / the 3 matmuls: time", fast / t["matmuls"], "x"),
     ]
-    _rivals(sec, params, images, times[100])
+    sec.notes.append("in-process times: best of 9, interleaved")
+    acc = float(np.mean(net.classify(images, 100)[0] == labels))
     sec.notes.append(f"classify accuracy {acc:.4f}")
 
 
@@ -429,29 +463,48 @@ def _naive_png_loop(folder: Path, params: dict[str, np.ndarray]) -> int:
     return count
 
 
+def _predict_accuracy(stdout: str, labels: np.ndarray) -> float:
+    """Share of JSON lines {"path": ".../01234.png", "digit": d} whose digit is the label."""
+    hits = total = 0
+    for line in stdout.splitlines():
+        rec = json.loads(line)
+        total += 1
+        hits += rec["digit"] == labels[int(Path(rec["path"]).stem)]
+    if total != len(labels):
+        raise RuntimeError(f"predict printed {total} results for {len(labels)} files")
+    return hits / total
+
+
 def bench_predict(sec: Section, spawner: Spawner) -> None:
     """Predict: `mnist-infer predict DIR` on 10,000 PNG files."""
-    images, _ = test_set()
+    images, labels = test_split()
     weights = weights_file()
     help_text = need_command("predict")
     folder = write_pngs(images)
-    argv = [CLI, "predict", str(folder)]
-    if "--weights" in help_text:
-        argv += ["--weights", str(weights)]
-    runs = [spawner.run(argv) for _ in range(3)]
-    if runs[0]["rc"] != 0:
-        raise RuntimeError(f"predict exited {runs[0]['rc']}: {runs[0]['stderr'].strip()[-300:]}")
-    t = statistics.median(r["seconds"] for r in runs)
+    variants = {"predict DIR": [CLI, "predict", "--weights", str(weights), "--json", str(folder)]}
+    if "--no-preprocess" in help_text:
+        variants["predict DIR --no-preprocess"] = [*variants["predict DIR"], "--no-preprocess"]
+    runs: dict[str, list[dict]] = {k: [] for k in variants}
+    for _ in range(3):
+        for name, argv in variants.items():
+            r = spawner.run(argv, keep=None)
+            if r["rc"] != 0:
+                raise RuntimeError(f"{name} exited {r['rc']}: {r['stderr'].strip()[-300:]}")
+            runs[name].append(r)
     params = tb.init_network(str(weights))
     t_naive = median_time(lambda: _naive_png_loop(folder, params), repeat=1, warmup=0)
     n = len(images)
-    sec.rows += [
-        Row("predict DIR, whole process", n / t, "images/s"),
-        Row("predict DIR: peak RSS", max(r["maxrss_bytes"] for r in runs) / 2**20, "MiB"),
-        Row("naive loop: Pillow + textbook predict per file", n / t_naive, "images/s"),
-        Row("predict DIR / naive loop: time", t / t_naive, "x"),
-    ]
-    sec.notes.append(f"predict printed {runs[0]['stdout_lines']} lines")
+    sec.rows.append(Row("naive loop: Pillow + textbook predict per file", n / t_naive, "images/s"))
+    for name, rs in runs.items():
+        t = statistics.median(r["seconds"] for r in rs)
+        rss = max(r["maxrss_bytes"] for r in rs) / 2**20
+        sec.rows += [
+            Row(f"{name}, whole process", n / t, "images/s"),
+            Row(f"{name}: peak RSS", rss, "MiB"),
+            Row(f"{name} / naive loop: time", t / t_naive, "x"),
+        ]
+        sec.notes.append(f"{name}: accuracy {_predict_accuracy(rs[0]['stdout'], labels):.4f}")
+    sec.notes.append("peak RSS is the largest single process (decoding workers are not summed)")
 
 
 SECTIONS = {
@@ -494,6 +547,17 @@ def format_row(row: Row) -> str:
     return f"  {row.name:<52} {value:>10} {row.unit:<9}{verdict}"
 
 
+def print_verdicts(sections: dict[str, Section]) -> None:
+    """The targets, and which sections did not run."""
+    print("\n== Summary")
+    for name, sec in sections.items():
+        for row in sec.rows:
+            if row.target is not None:
+                print(format_row(row))
+        if sec.status != "ok":
+            print(f"  {sec.status}: {name}: {sec.reason}")
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -514,16 +578,28 @@ def machine() -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
+    """Run the named sections (default: all); only a full run writes results.json."""
+    unknown = sorted(set(names) - set(SECTIONS))
+    if unknown:
+        sys.exit(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     WORK.mkdir(parents=True, exist_ok=True)
     print(f"Benchmark data: {find_shared() or 'not found'}")
     spawner = Spawner()
     t0 = time.perf_counter()
     try:
-        sections = {name: run_section(name, fn, spawner) for name, fn in SECTIONS.items()}
+        sections = {
+            name: run_section(name, fn, spawner)
+            for name, fn in SECTIONS.items()
+            if not names or name in names
+        }
     finally:
         spawner.close()
     total = time.perf_counter() - t0
+    print_verdicts(sections)
+    if names:
+        print(f"\nDone in {total:.0f} s (partial run: {RESULTS.name} not written)")
+        return
     results = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -538,4 +614,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

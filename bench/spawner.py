@@ -4,8 +4,8 @@ Linux carries the spawning process's memory high-water mark over into the child'
 ru_maxrss (through exec), so children are started from this small process rather than
 from the benchmark, which holds the dataset in memory.
 
-Protocol: one JSON job per stdin line {"argv": [...], "cwd": ..., "env": {...}};
-one JSON result per stdout line.
+Protocol: one JSON job per stdin line {"argv": [...], "cwd": ..., "env": {...}, "keep": N};
+one JSON result per stdout line (each output stream cut to `keep` characters; null: all).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import tempfile
 import time
 from typing import IO
 
-KEEP = 4000  # characters of each output stream sent back
+KEEP = 4000  # characters of each output stream sent back by default
 
 
-def _text(f: IO[bytes]) -> tuple[str, int]:
+def _text(f: IO[bytes], keep: int | None) -> tuple[str, int]:
     f.seek(0)
     data = f.read().decode(errors="replace")
-    return data[:KEEP], data.count("\n")
+    return data[:keep], data.count("\n")
 
 
 def run(job: dict) -> dict:
@@ -41,8 +41,9 @@ def run(job: dict) -> dict:
         _, status, usage = os.wait4(p.pid, 0)
         seconds = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
-        stdout, lines = _text(out)
-        stderr, _ = _text(err)
+        keep = job.get("keep", KEEP)
+        stdout, lines = _text(out, keep)
+        stderr, _ = _text(err, keep)
     return {
         "rc": p.returncode,
         "seconds": seconds,
