@@ -269,8 +269,12 @@ def predict(
     are still predicted; the exit code is then 5.
     """
     import json
+    import os
     import sys
 
+    # Batches this small gain nothing from BLAS threads, whose busy-waiting would take
+    # the CPU from the processes decoding images (effective only before numpy loads).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from mnist_infer import predict as pr
     from mnist_infer.image import save_png, to_art
 
@@ -290,7 +294,7 @@ def predict(
         invert=invert,  # type: ignore[arg-type]
         raw=no_preprocess,
         recursive=recursive,
-        stdin=click.get_binary_stream("stdin"),
+        stdin=sys.stdin.buffer,
         jobs=jobs or pr.default_jobs(),
     )
     out = sys.stdout

@@ -32,19 +32,14 @@ RAMP = " .:-=+*#%@"
 
 def open_image(source: str | Path | IO[bytes], name: str) -> tuple[Image.Image, list[str]]:
     """Open and decode the first frame, upright per EXIF; notes say what was ignored."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's complaints about odd metadata
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(source)
-    except FileNotFoundError:
-        raise ImageError(f"{name}: no such file or directory") from None
-    except PermissionError:
-        raise ImageError(f"{name}: permission denied") from None
-    except IsADirectoryError:
-        raise ImageError(f"{name}: is a directory, expected an image file") from None
+            return _decode(source, name)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
         m = re.search(r"\((\d+) pixels\)", str(err))
         size = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
@@ -54,7 +49,14 @@ def open_image(source: str | Path | IO[bytes], name: str) -> tuple[Image.Image, 
     except Image.UnidentifiedImageError:
         what = "empty file" if _is_empty(source) else f"not an image (expected {FORMATS})"
         raise ImageError(f"{name}: {what}") from None
-    with img:
+    except Exception as err:  # Pillow's decoders raise many types for corrupt data
+        raise ImageError(f"{name}: {_unreadable(err)}") from None
+
+
+def _decode(source: str | Path | IO[bytes], name: str) -> tuple[Image.Image, list[str]]:
+    from PIL import Image, ImageOps
+
+    with Image.open(source) as img:
         notes = []
         frames = getattr(img, "n_frames", 1)
         if frames > 1:
@@ -63,16 +65,11 @@ def open_image(source: str | Path | IO[bytes], name: str) -> tuple[Image.Image, 
             # libjpeg can decode at 1/2, 1/4 or 1/8 scale: much faster for big photos.
             s = WORK / max(img.size)
             img.draft("L", (-int(-img.size[0] * s), -int(-img.size[1] * s)))
-        try:
-            img.load()
-            # Only JPEG, TIFF, WebP and some PNGs carry an orientation tag.
-            if img.format != "PNG" or "exif" in img.info:
-                out = ImageOps.exif_transpose(img)
-            else:
-                out = img.copy() if frames > 1 else img
-        except Exception as err:  # Pillow's decoders raise many types for corrupt data
-            raise ImageError(f"{name}: truncated or corrupt image ({_oneline(err)})") from None
-    return out, notes
+        img.load()
+        # Only JPEG, TIFF, WebP and some PNGs carry an orientation tag.
+        if img.format != "PNG" or "exif" in img.info:
+            return ImageOps.exif_transpose(img), notes
+        return (img.copy() if frames > 1 else img), notes
 
 
 def _is_empty(source: str | Path | IO[bytes]) -> bool:
@@ -83,9 +80,18 @@ def _is_empty(source: str | Path | IO[bytes]) -> bool:
     return source.tell() == 0
 
 
-def _oneline(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text[:200]
+def _unreadable(err: Exception) -> str:
+    """Why a file could not be read or decoded, in a few words."""
+    if isinstance(err, FileNotFoundError):
+        return "no such file or directory"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    if isinstance(err, IsADirectoryError):
+        return "is a directory, expected an image file"
+    if isinstance(err, OSError) and err.errno is not None:  # from the OS, not from Pillow
+        return f"cannot read ({err.strerror or err})"
+    detail = " ".join(str(err).split())[:200] or type(err).__name__
+    return f"truncated or corrupt image ({detail})"
 
 
 def to_gray(img: Image.Image) -> NDArray[np.float32]:

@@ -67,17 +67,16 @@ def gather(inputs: Iterable[str], recursive: bool = False) -> Iterator[str | Fai
 
 def _folder(top: str, recursive: bool) -> Iterator[str | Failure]:
     found = 0
-    subfolders = False
+    subfolders = unlisted = False
     stack = [top]
     while stack:
         d = stack.pop()
         try:
             entries = sorted(os.scandir(d), key=lambda e: e.name)
-        except PermissionError:
-            yield Failure(d, f"{d}: permission denied")
-            continue
         except OSError as err:
-            yield Failure(d, f"{d}: cannot list folder ({err.strerror or err})")
+            why = "permission denied" if isinstance(err, PermissionError) else err.strerror
+            yield Failure(d, f"{d}: cannot list folder ({why or err})")
+            unlisted = True
             continue
         dirs = []
         for e in entries:
@@ -91,7 +90,7 @@ def _folder(top: str, recursive: bool) -> Iterator[str | Failure]:
                 yield e.path
         if recursive:
             stack.extend(reversed(dirs))
-    if not found:
+    if not found and not unlisted:
         hint = "; add --recursive to look in subfolders" if subfolders and not recursive else ""
         kinds = ", ".join(sorted(SUFFIXES))
         yield Failure(top, f"{top}: no image files in folder (looked for {kinds}){hint}")
