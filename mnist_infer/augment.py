@@ -28,10 +28,10 @@ def augment(
     x: NDArray,
     rng: np.random.Generator,
     *,
-    rotate: float = 12.0,
-    scale: float = 0.1,
-    shift: float = 2.5,
-    elastic: float = 1.5,
+    rotate: float = 8.0,
+    scale: float = 0.06,
+    shift: float = 1.5,
+    elastic: float = 0.8,
 ) -> NDArray[np.float32]:
     """Randomly rotated (degrees), scaled, shifted (pixels) and elastically bent copies of x.
 
