@@ -165,6 +165,34 @@ def _med(a: NDArray[np.float32]) -> float:
     return 0.5 * (float(p[k - 1]) + float(p[k]))
 
 
+def _flatten(g: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Ink (bright) above a smooth background map: the darkest level around each cell."""
+    from PIL import Image
+
+    h, w = g.shape
+    cell = max(2, min(h, w) // 16)  # wider strokes than about 2 cells would be eaten
+    gh, gw = -(-h // cell), -(-w // cell)
+    img = Image.fromarray(g, "F")
+    small = np.asarray(img.resize((gw, gh), Image.Resampling.BOX), dtype=np.float32)
+    for _ in range(2):  # 5x5-cell minimum: the background between and around strokes
+        small = _min3(small)
+    p = np.pad(small, 1, mode="edge")  # 3x3 mean: a smooth map, no steps between cells
+    small = np.stack([p[i : i + gh, j : j + gw] for i in range(3) for j in range(3)]).mean(0)
+    up = Image.fromarray(small.astype(np.float32), "F").resize((w, h), Image.Resampling.BILINEAR)
+    return np.clip(g - np.asarray(up, dtype=np.float32), 0, None)
+
+
+def _min3(a: NDArray[np.float32]) -> NDArray[np.float32]:
+    """3x3 minimum filter; the edges use the neighbours that exist."""
+    r = a.copy()
+    np.minimum(r[1:], a[:-1], out=r[1:])
+    np.minimum(r[:-1], a[1:], out=r[:-1])
+    c = r.copy()
+    np.minimum(c[:, 1:], r[:, :-1], out=c[:, 1:])
+    np.minimum(c[:, :-1], r[:, 1:], out=c[:, :-1])
+    return c
+
+
 def _mean2(a: NDArray[np.float32]) -> NDArray[np.float32]:
     """2x2 box average (odd last row/column dropped): halves noise for level estimates."""
     h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
@@ -200,6 +228,11 @@ def normalize(gray: NDArray[np.float32], invert: Invert = "auto", name: str = "i
         flip = invert == "yes"
     if flip:
         g, ring, bg = 1 - g, 1 - ring, 1 - bg
+    if big:  # photos: uneven light and shadows, so subtract a background map
+        g = _flatten(g)
+        ring = _border(g)
+        lo, hi = float(ring.min()), float(ring.max())
+        bg = lo if lo == hi else _med(ring)
     # Background noise level from the border; ink is what rises clearly above it.
     sigma = 0.0 if lo == hi else 1.4826 * _med(np.abs(ring - np.float32(bg)))
     cut = bg + 3 * sigma

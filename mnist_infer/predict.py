@@ -6,6 +6,7 @@ import io
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Protocol
 
 import numpy as np
@@ -240,12 +241,10 @@ class PngNamer:
     """Output names `<stem>.png` in a folder, numbered `<stem>-2.png`… when stems repeat."""
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
-        from pathlib import Path
-
         self.folder = Path(folder)
         self.used: set[str] = set()
 
-    def __call__(self, path: str) -> os.PathLike[str]:
+    def __call__(self, path: str) -> Path:
         stem = "stdin" if path == STDIN else os.path.splitext(os.path.basename(path))[0]
         name, i = f"{stem}.png", 1
         while name in self.used:

@@ -101,7 +101,7 @@ def corner(x: np.ndarray, r: np.random.Generator) -> io.BytesIO:
 
 
 def photo(x: np.ndarray, r: np.random.Generator) -> io.BytesIO:
-    """A photo of paper: scaled, slightly rotated, uneven light, noise, warm tint, JPEG."""
+    """A photo of paper: scaled, slightly rotated, strongly uneven light, noise, tint, JPEG."""
     s = int(r.integers(150, 300))
     d = Image.fromarray(x).resize((s, s), Image.Resampling.BICUBIC)
     d = d.rotate(float(r.uniform(-8, 8)), Image.Resampling.BILINEAR, expand=True)
@@ -110,8 +110,10 @@ def photo(x: np.ndarray, r: np.random.Generator) -> io.BytesIO:
     ox, oy = int(r.integers(0, w - d.width)), int(r.integers(0, h - d.height))
     ink[oy : oy + d.height, ox : ox + d.width] = np.asarray(d, np.float32) / 255
     yy, xx = np.mgrid[0:h, 0:w]
-    light = 200 - 35 * xx / w - 20 * yy / h
-    g = light * (1 - 0.8 * ink) + r.normal(0, 7, ink.shape)
+    a = r.uniform(0, 2 * np.pi)
+    slope = np.cos(a) * xx / w + np.sin(a) * yy / h
+    light = 215 - r.uniform(30, 110) * (slope - slope.min()) / np.ptp(slope)  # lit from one side
+    g = light * (1 - 0.75 * ink) + r.normal(0, 6, ink.shape)
     rgb = np.clip(np.stack([g, g * 0.97, g * 0.9], -1), 0, 255).astype(np.uint8)
     return _png(Image.fromarray(rgb), "JPEG", quality=80)
 
