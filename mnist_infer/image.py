@@ -24,7 +24,7 @@ SIZE = 28  # output frame
 BOX = 20  # the digit's longer side inside the frame, as in MNIST
 WORK = 1024  # bigger images are first box-reduced so their longer side is at most this
 HIRES = 24  # digits larger than this (px) get their box measured at half ink strength
-SMALL = 64  # images up to this size skip the speck filter (MNIST-like inputs stay exact)
+SMALL = 64  # smaller images skip speck and lighting filters (MNIST-like inputs stay exact)
 FORMATS = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 MIN_CONTRAST = 0.08  # ink must differ from the background by this much (of full scale)
 RAMP = " .:-=+*#%@"
