@@ -16,7 +16,7 @@ class _Failure(click.ClickException):
 
     def __init__(self, err: MnistInferError) -> None:
         super().__init__(str(err))
-        self.exit_code = err.exit_code
+        self.exit_code = err.exit_code  # type: ignore[misc]  # click declares it on the class
 
 
 class _Group(click.Group):
