@@ -340,9 +340,12 @@ def load_digit(
 
 
 def to_art(digit: Digit) -> str:
-    """Terminal picture of a 28x28 digit, one character per pixel, darkest to brightest ramp."""
+    """Terminal picture of a 28x28 digit, darkest to brightest ramp.
+
+    Each pixel is two characters wide, since a terminal cell is about twice as tall as wide.
+    """
     idx = (digit.astype(np.uint16) * len(RAMP)) >> 8
-    chars = np.array(list(RAMP))[idx]
+    chars = np.repeat(np.array(list(RAMP))[idx], 2, axis=1)
     return "\n".join("".join(row) for row in chars)
 
 

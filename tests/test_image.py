@@ -322,7 +322,7 @@ def test_as_is_needs_28x28() -> None:
 def test_art_shows_the_digit() -> None:
     art = image.to_art(SEVEN).split("\n")
     assert len(art) == 28
-    assert all(len(row) == 28 for row in art)
-    assert art[0] == " " * 28
+    assert all(len(row) == 56 for row in art)
+    assert art[0] == " " * 56
     assert "@" in "".join(art)
-    assert image.to_art(np.full((28, 28), 255, np.uint8)) == "\n".join(["@" * 28] * 28)
+    assert image.to_art(np.full((28, 28), 255, np.uint8)) == "\n".join(["@" * 56] * 28)

@@ -125,13 +125,13 @@ def test_show_draws_what_the_network_saw(tmp_path: Path, weights: Path) -> None:
     assert lines[0].startswith(f"{tmp_path / 'page.png'}  ")
     art = lines[1:29]
     ramp = " .:-=+*#%@"
-    assert art == ["".join(ramp[int(v) * 10 >> 8] for v in row) for row in SEVEN]
+    assert art == ["".join(2 * ramp[int(v) * 10 >> 8] for v in row) for row in SEVEN]
 
 
 def test_show_goes_to_stderr_with_json(tmp_path: Path, weights: Path) -> None:
     res = invoke(weights, "--json", "--show", str(_digit_png(tmp_path / "a.png")))
     json.loads(res.stdout)
-    assert len(res.stderr.split("\n")[0]) == SIZE
+    assert len(res.stderr.split("\n")[0]) == 2 * SIZE
     assert "@" in res.stderr
 
 
