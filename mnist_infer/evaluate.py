@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,28 @@ from mnist_infer.network import Network
 from mnist_infer.weights import default_weights_path, read_weights
 
 
-@dataclass
 class Evaluation:
     """Predictions for a split and how long the forward pass took."""
 
-    images: NDArray[np.uint8]
-    labels: NDArray[np.uint8]
-    preds: NDArray[np.intp]
-    confidences: NDArray[np.float32]
-    seconds: float
-    batch_size: int
-    weights_path: Path
-    weights_sha256: str
+    def __init__(
+        self,
+        images: NDArray[np.uint8],
+        labels: NDArray[np.uint8],
+        preds: NDArray[np.intp],
+        confidences: NDArray[np.float32],
+        seconds: float,
+        batch_size: int,
+        weights_path: Path,
+        weights_sha256: str,
+    ) -> None:
+        self.images = images
+        self.labels = labels
+        self.preds = preds
+        self.confidences = confidences
+        self.seconds = seconds
+        self.batch_size = batch_size
+        self.weights_path = weights_path
+        self.weights_sha256 = weights_sha256
 
     @property
     def correct(self) -> int:

@@ -6,7 +6,6 @@ import io
 import os
 import pickle
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -196,16 +195,26 @@ def file_format(data: bytes) -> str:
     return "npz" if data.startswith(ZIP_MAGIC) else "pickle"
 
 
+def _sha256(data: bytes) -> Any:
+    """hashlib.sha256(data), but without loading OpenSSL (3 ms) when Python has its own."""
+    try:
+        from _sha2 import sha256  # Python >= 3.12
+    except ImportError:
+        try:
+            from _sha256 import sha256
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data)
+
+
 def _load(path: Path) -> tuple[dict[str, np.ndarray], str, str]:
     """(arrays, SHA-256, format) of a weights file, validated."""
-    import hashlib
-
     data = _read_bytes(path)
     fmt = file_format(data)
     params = _from_npz(data, path) if fmt == "npz" else _from_pickle(data, path)
     check_params(params, str(path))
     assert isinstance(params, dict)
-    return params, hashlib.sha256(data).hexdigest(), fmt
+    return params, _sha256(data).hexdigest(), fmt
 
 
 def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], str]:
@@ -339,17 +348,26 @@ def default_weights_path(check: bool = True) -> Path:
 # --- description -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class WeightsInfo:
     """What `mnist-infer info` shows about a weights file."""
 
-    path: Path
-    format: str
-    sizes: list[int]
-    dtypes: list[str]
-    parameters: int
-    sha256: str
-    metadata: dict[str, Any] | None
+    def __init__(
+        self,
+        path: Path,
+        format: str,
+        sizes: list[int],
+        dtypes: list[str],
+        parameters: int,
+        sha256: str,
+        metadata: dict[str, Any] | None,
+    ) -> None:
+        self.path = path
+        self.format = format
+        self.sizes = sizes
+        self.dtypes = dtypes
+        self.parameters = parameters
+        self.sha256 = sha256
+        self.metadata = metadata
 
 
 def describe(path: str | os.PathLike[str]) -> WeightsInfo:

@@ -10,7 +10,7 @@ from textbook import predict as textbook_predict
 from textbook import real_test_set, reference_labels, textbook_labels
 
 from mnist_infer.errors import UsageError, WeightsError
-from mnist_infer.network import Network
+from mnist_infer.network import Network, _blas
 from mnist_infer.weights import load_weights
 
 BATCH_SIZES = [1, 7, 100, 1000, 10000, 20000]
@@ -70,6 +70,51 @@ def test_classify_reports_each_batch(net: Network) -> None:
     seen: list[int] = []
     net.classify(random_images(25), 10, on_batch=seen.append)
     assert seen == [10, 10, 5]
+
+
+@pytest.mark.parametrize(("n", "batch_size"), [(1000, 100), (1050, 100), (999, 7), (700, 1000)])
+@pytest.mark.parametrize("workers", [2, 3])
+def test_classify_in_threads_equals_one_thread(
+    net: Network, n: int, batch_size: int, workers: int
+) -> None:
+    images = random_images(n)
+    one, one_conf = net.classify(images, batch_size, workers=1)
+    seen: list[int] = []
+    many, many_conf = net.classify(images, batch_size, seen.append, workers=workers)
+    np.testing.assert_array_equal(many, one)
+    np.testing.assert_allclose(many_conf, one_conf, rtol=1e-6)
+    batches = [min(batch_size, n - s) for s in range(0, n, batch_size)]
+    if len(batches) >= workers:  # the same batches, just spread over the threads
+        assert sorted(seen) == sorted(batches)
+    else:  # one batch, shared by the threads
+        assert sum(seen) == n
+        assert len(seen) == workers
+
+
+def test_error_in_a_thread_reaches_the_caller(net: Network) -> None:
+    calls: list[int] = []
+
+    def fail(count: int) -> None:
+        calls.append(count)
+        if len(calls) == 3:
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        net.classify(random_images(1000), 100, fail, workers=2)
+
+
+def test_classify_leaves_blas_threads_as_they_were(net: Network) -> None:
+    if not _blas.limit():
+        pytest.skip("numpy does not use OpenBLAS here")
+    _blas.restore()
+    assert _blas._funcs is not None
+    get, put = _blas._funcs
+    before = get()
+    for threads in {1, 2, before}:
+        put(threads)
+        net.classify(random_images(1000), 100, workers=2)
+        assert get() == threads
+    put(before)
 
 
 def test_classify_no_images(net: Network) -> None:
