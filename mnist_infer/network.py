@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from itertools import pairwise
+from collections.abc import Callable, Iterator, Mapping
 from threading import Lock
 from typing import Any
 
@@ -121,13 +120,16 @@ class Network:
             workers = _cpus() if n >= _MIN_PARALLEL_ROWS and bs >= _MIN_PARALLEL_BATCH else 1
         if workers > 1 and not _blas.limit():
             workers = 1  # BLAS threads of its own would compete with ours
+        # Threads take batches from one shared queue, so a slow thread takes fewer of them.
+        # With fewer batches than threads, the threads share out each batch's rows instead.
+        step = bs if -(-n // bs) >= workers else -(-n // workers)
+        starts = iter(range(0, n, step))
+        job = (x, starts, step, labels, conf, on_batch)
         try:
-            bounds = _ranges(n, bs, workers)
-            jobs = [(x, lo, hi, bs, labels, conf, on_batch) for lo, hi in pairwise(bounds)]
-            if len(jobs) == 1:
-                fwd.run(*jobs[0])
+            if workers == 1:
+                fwd.run(*job)
             else:
-                _parallel(fwd.run, jobs)
+                _parallel(fwd.run, [job] * workers)
         finally:
             if workers > 1:
                 _blas.restore()
@@ -163,26 +165,25 @@ class _Forward:
     def run(
         self,
         x: NDArray[np.uint8],
-        lo: int,
-        hi: int,
-        batch_size: int,
+        starts: Iterator[int],
+        step: int,
         labels: NDArray[np.intp],
         conf: NDArray[np.float32],
         on_batch: Callable[[int], object] | None,
     ) -> None:
-        """Fill labels[lo:hi] and conf[lo:hi], batch_size rows at a time."""
-        m0 = min(batch_size, hi - lo)
+        """For each start taken from `starts`, fill labels and conf for rows start..start+step."""
         dt = self.dtype
-        xs = np.empty((m0, x.shape[1]), dtype=dt)
-        hs = [np.empty((m0, w.shape[1]), dtype=dt) for w, _ in self.hidden]
-        out = np.empty((len(self.b_out), m0), dtype=dt)
-        top = np.empty(m0, dtype=dt)
-        total = np.empty(m0, dtype=dt)
+        n = len(x)
+        xs = np.empty((step, x.shape[1]), dtype=dt)
+        hs = [np.empty((step, w.shape[1]), dtype=dt) for w, _ in self.hidden]
+        out = np.empty((len(self.b_out), step), dtype=dt)
+        top = np.empty(step, dtype=dt)
+        total = np.empty(step, dtype=dt)
         # exp(-a) overflows to inf for very negative a, and 1 / (1 + inf) is then exactly 0.
         # (errstate is per thread, so each worker sets it.)
         with np.errstate(over="ignore", under="ignore"):
-            for start in range(lo, hi, m0):
-                m = min(m0, hi - start)
+            for start in starts:
+                m = min(step, n - start)
                 h = xs[:m]
                 np.copyto(h, x[start : start + m], casting="unsafe")
                 for (w, b), buf in zip(self.hidden, hs, strict=True):
@@ -216,20 +217,6 @@ def _cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _ranges(n: int, batch_size: int, workers: int) -> list[int]:
-    """Bounds of each worker's rows: whole batches, or shares of one batch if too few."""
-    batches = -(-n // batch_size)
-    if workers <= 1:
-        return [0, n]
-    if batches < workers:
-        return [n * i // workers for i in range(workers + 1)]
-    bounds = [0]
-    for i in range(workers):
-        count = batches // workers + (i < batches % workers)
-        bounds.append(min(n, bounds[-1] + count * batch_size))
-    return bounds
 
 
 def _parallel(fn: Callable[..., None], jobs: list[tuple[Any, ...]]) -> None:
