@@ -134,8 +134,12 @@ def evaluate(
     """
     import atexit
     import gc
+    import os
     import sys
 
+    if "numpy" not in sys.modules:
+        # classify runs its own threads; OpenBLAS's would only spin beside them at start-up.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     # This process is short-lived: collecting garbage while numpy loads, and again at exit,
     # takes a tenth of its time. Pause the collector for the command, freeze all objects at
     # exit.
