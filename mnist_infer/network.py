@@ -149,8 +149,8 @@ class _Forward:
     Hidden layers keep -W and -b: negation is exact, so x @ -W - b is exactly -(x @ W + b)
     and the sigmoid 1 / (1 + exp(-a)) needs no separate negation. W1 also takes the 1/255
     input scale, so the images are only converted, never divided (predictions stay those of
-    the textbook's code; the tests check all 10,000 test images). The last layer works on
-    the transpose (classes, batch), where the textbook's softmax reductions are fast.
+    the textbook's code; the tests check all 10,000 test images). The softmax works on the
+    transpose (classes, batch) like the textbook's, where its reductions are fast.
     """
 
     def __init__(self, affines: list[Affine], dtype: np.dtype) -> None:
@@ -159,8 +159,7 @@ class _Forward:
         ws[0] = ws[0] / dtype.type(255)
         self.dtype = dtype
         self.hidden = [(-w, -b) for w, b in zip(ws[:-1], bs[:-1], strict=True)]
-        self.w_out = np.ascontiguousarray(ws[-1].T)
-        self.b_out = bs[-1][:, None].copy()
+        self.w_out, self.b_out = ws[-1], bs[-1]
 
     def run(
         self,
@@ -176,6 +175,7 @@ class _Forward:
         n = len(x)
         xs = np.empty((step, x.shape[1]), dtype=dt)
         hs = [np.empty((step, w.shape[1]), dtype=dt) for w, _ in self.hidden]
+        logits = np.empty((step, len(self.b_out)), dtype=dt)
         out = np.empty((len(self.b_out), step), dtype=dt)
         top = np.empty(step, dtype=dt)
         total = np.empty(step, dtype=dt)
@@ -194,9 +194,11 @@ class _Forward:
                     np.add(a, 1, out=a)
                     np.divide(1, a, out=a)
                     h = a
+                a = logits[:m]
+                np.matmul(h, self.w_out, out=a)
+                np.add(a, self.b_out, out=a)
                 o = out[:, :m]
-                np.matmul(self.w_out, h.T, out=o)
-                np.add(o, self.b_out, out=o)
+                np.copyto(o, a.T)
                 mx = top[:m]
                 np.max(o, axis=0, out=mx)
                 np.subtract(o, mx, out=o)

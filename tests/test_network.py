@@ -157,20 +157,24 @@ def test_extreme_activations_stay_finite_without_warnings(dtype: type) -> None:
     np.testing.assert_array_equal(labels, y.argmax(axis=1))
 
 
-def test_any_chain_of_layers() -> None:
-    params = random_params((784, 30, 20, 15, 10))
+@pytest.mark.parametrize("sizes", [(784, 10), (784, 30, 10), (784, 30, 20, 15, 10)])
+def test_any_chain_of_layers(sizes: tuple[int, ...]) -> None:
+    params = random_params(sizes)
     net = Network(params)
-    assert net.sizes == [784, 30, 20, 15, 10]
+    assert net.sizes == list(sizes)
     images = random_images(9)
     x = images.astype(np.float32) / 255.0
     h = x
-    for i in range(1, 4):
+    last = len(sizes) - 1
+    for i in range(1, last):
         h = 1 / (1 + np.exp(-(h @ params[f"W{i}"] + params[f"b{i}"])))
-    a = h @ params["W4"] + params["b4"]
+    a = h @ params[f"W{last}"] + params[f"b{last}"]
     want = np.exp(a - a.max(axis=1, keepdims=True))
     want /= want.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(net.predict(x), want, rtol=1e-5, atol=1e-7)
-    np.testing.assert_array_equal(net.classify(images)[0], want.argmax(axis=1))
+    labels, conf = net.classify(images)
+    np.testing.assert_array_equal(labels, want.argmax(axis=1))
+    np.testing.assert_allclose(conf, want.max(axis=1), rtol=1e-5)
 
 
 def test_params_are_live_copies() -> None:
