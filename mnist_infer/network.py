@@ -98,8 +98,9 @@ class Network:
         """Most probable digit and its probability for uint8 images (n, inputs).
 
         The fast path of `predict(images / 255)`: batches of `batch_size` go through buffers
-        reused across batches, split over `workers` threads (default: one per core).
-        `on_batch(count)` is called after each batch, e.g. to advance a progress bar.
+        reused across batches, shared out to `workers` threads (default: one per core if BLAS
+        runs single-threaded, as `mnist-infer evaluate` sets it up; else one, and BLAS
+        parallelises the products). `on_batch(count)` is called after each batch.
         """
         x = np.asarray(images)
         d = self.sizes[0]
@@ -117,9 +118,12 @@ class Network:
         bs = min(batch_size, n)
         fwd = _Forward(self.affines, self.dtype)
         if workers is None:
-            workers = _cpus() if n >= _MIN_PARALLEL_ROWS and bs >= _MIN_PARALLEL_BATCH else 1
+            # A multi-threaded BLAS parallelises the products itself: threads of our own would
+            # compete with its threads, which keep spinning for a while after each call.
+            big = n >= _MIN_PARALLEL_ROWS and bs >= _MIN_PARALLEL_BATCH
+            workers = _cpus() if big and _blas.threads() == 1 else 1
         if workers > 1 and not _blas.limit():
-            workers = 1  # BLAS threads of its own would compete with ours
+            workers = 1  # BLAS threads of unknown number would compete with ours
         # Threads take batches from one shared queue, so a slow thread takes fewer of them.
         # With fewer batches than threads, the threads share out each batch's rows instead.
         step = bs if -(-n // bs) >= workers else -(-n // workers)
@@ -275,11 +279,20 @@ class _OpenBlas:
                     return get, put
         return None
 
+    def threads(self) -> int | None:
+        """OpenBLAS's current thread count, or None if numpy does not use OpenBLAS."""
+        with self._lock:
+            self._look()
+            return None if self._funcs is None else int(self._funcs[0]())
+
+    def _look(self) -> None:
+        if not self._looked:
+            self._funcs, self._looked = self._find(), True
+
     def limit(self) -> bool:
         """Set one BLAS thread (until `restore`); False if that is not possible."""
         with self._lock:
-            if not self._looked:
-                self._funcs, self._looked = self._find(), True
+            self._look()
             if self._funcs is None:
                 return False
             get, put = self._funcs

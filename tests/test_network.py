@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -115,6 +117,39 @@ def test_classify_leaves_blas_threads_as_they_were(net: Network) -> None:
         net.classify(random_images(1000), 100, workers=2)
         assert get() == threads
     put(before)
+
+
+def _threads_used(net: Network, expected: int) -> set[int]:
+    """Threads that ran batches; each waits at its first batch until `expected` have come."""
+    barrier = threading.Barrier(expected, timeout=10)
+    seen: set[int] = set()
+
+    def arrive(count: int) -> None:
+        me = threading.get_ident()
+        if me not in seen:
+            seen.add(me)
+            barrier.wait()
+
+    net.classify(random_images(2000), 100, arrive)
+    return seen
+
+
+def test_default_threads_follow_blas(net: Network) -> None:
+    """Own threads when BLAS runs single-threaded, else one thread and BLAS's parallelism."""
+    if not _blas.limit():
+        pytest.skip("numpy does not use OpenBLAS here")
+    _blas.restore()
+    assert _blas._funcs is not None
+    get, put = _blas._funcs
+    before = get()
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        put(1)
+        assert len(_threads_used(net, cpus)) == cpus
+        put(2)
+        assert _threads_used(net, 1) == {threading.get_ident()}
+    finally:
+        put(before)
 
 
 def test_classify_no_images(net: Network) -> None:
