@@ -354,7 +354,7 @@ def test_unreadable_file(tmp_path: Path, case: str) -> None:
     assert str(e.value) == message.format(p=p)
 
 
-@pytest.mark.parametrize("case", ["missing", "directory", "truncated pickle", "a list, not a dict"])
+@pytest.mark.parametrize("case", list(FILE_CASES))
 @pytest.mark.parametrize("command", ["info", "evaluate"])
 def test_unreadable_file_via_cli(tmp_path: Path, case: str, command: str) -> None:
     make, message = FILE_CASES[case]
