@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
-from threading import Lock
 from typing import Any
 
 import numpy as np
@@ -227,8 +227,6 @@ def _cpus() -> int:
 
 def _parallel(fn: Callable[..., None], jobs: list[tuple[Any, ...]]) -> None:
     """Run fn(*job) for each job, the first in this thread; re-raise the first error."""
-    import threading
-
     errors: list[BaseException] = []
 
     def work(job: tuple[Any, ...]) -> None:
@@ -251,7 +249,7 @@ class _OpenBlas:
     """Keeps OpenBLAS to one thread while classify runs its own threads, then restores it."""
 
     def __init__(self) -> None:
-        self._lock = Lock()
+        self._lock = threading.Lock()
         self._users = 0
         self._saved = 0
         self._funcs: tuple[Any, Any] | None = None
