@@ -57,7 +57,8 @@ def test_art(filled: MiniMnist, tmp_path: Path) -> None:
     for k in range(2):
         block = lines[k * 30 : k * 30 + 30]
         assert block[0].endswith(".png")
-        assert block[1:29] == ["".join(ramp[int(v) * 10 >> 8] for v in row) for row in images[k]]
+        want = ["".join(2 * ramp[int(v) * 10 >> 8] for v in row) for row in images[k]]
+        assert block[1:29] == want
         assert block[29] == ""
 
 
