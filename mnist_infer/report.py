@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from mnist_infer.errors import MnistInferError, UsageError
+from mnist_infer.errors import UsageError
 
 if TYPE_CHECKING:
     from PIL import Image, ImageDraw, ImageFont
@@ -147,28 +146,10 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 
 def _save_png(img: Image.Image, path: str | os.PathLike[str]) -> None:
-    """Write img as PNG atomically: a temp file in the same folder, then os.replace."""
-    import tempfile
+    """Write img as PNG atomically."""
+    from mnist_infer.files import atomic_write
 
-    p = Path(path)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    except OSError as e:
-        raise MnistInferError(f"cannot write {p}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            mask = os.umask(0)
-            os.umask(mask)
-            os.fchmod(f.fileno(), 0o666 & ~mask)  # mkstemp makes 0600: use the usual mode
-            img.save(f, format="PNG")
-        os.replace(tmp, p)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise MnistInferError(f"cannot write {p}: {e.strerror or e}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: img.save(f, format="PNG"))
 
 
 def _text(

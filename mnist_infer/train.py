@@ -121,7 +121,8 @@ class _Run:
 
     def save(self, out: Path, data_hashes: dict[str, str]) -> tuple[Path, Path]:
         """Write both checkpoint files atomically."""
-        from mnist_infer.weights import _atomic_write, save_weights
+        from mnist_infer.files import atomic_write
+        from mnist_infer.weights import save_weights
 
         wpath, spath = checkpoint_paths(out)
         meta = {
@@ -143,7 +144,7 @@ class _Run:
         arrays: dict[str, Any] = {"opt." + k: v for k, v in self.opt.state.items()}
         arrays["perm"] = np.asarray(self.perm if self.perm is not None else [], np.intp)
         arrays["state"] = np.array(json.dumps(state))
-        _atomic_write(spath, lambda f: np.savez(f, **arrays))
+        atomic_write(spath, lambda f: np.savez(f, **arrays))
         return wpath, spath
 
     def restore(self, out: Path) -> None:

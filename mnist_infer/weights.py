@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import os
 import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from mnist_infer.errors import MnistInferError, UnsafePickleError, UsageError, WeightsError
+from mnist_infer.files import atomic_write
 
 INPUTS = 784
 OUTPUTS = 10
@@ -237,34 +238,6 @@ def metadata_path(path: str | os.PathLike[str]) -> Path:
     return p.with_name(p.name + ".json")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write via a temporary file in the same folder, then rename it over path."""
-    import tempfile
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise MnistInferError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise MnistInferError(f"cannot write {path}: {e.strerror or e}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_weights(
     params: Mapping[str, np.ndarray],
     path: str | os.PathLike[str],
@@ -290,14 +263,14 @@ def save_weights(
     check_params(arrays, f"weights for {p} (as float32)")
     meta = None if metadata is None else json.dumps(dict(metadata), indent=2, sort_keys=True) + "\n"
     if suffix == ".npz":
-        _atomic_write(p, lambda f: np.savez(f, **arrays))
+        atomic_write(p, lambda f: np.savez(f, **arrays))
     else:
-        _atomic_write(p, lambda f: pickle.dump(arrays, f))
+        atomic_write(p, lambda f: pickle.dump(arrays, f))
     side = metadata_path(p)
     if meta is None:
         side.unlink(missing_ok=True)  # a stale sidecar would describe other weights
     else:
-        _atomic_write(side, lambda f: f.write(meta.encode()))
+        atomic_write(side, lambda f: f.write(meta.encode()))
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
