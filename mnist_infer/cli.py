@@ -35,6 +35,15 @@ cache_dir_option = click.option(
     help="Folder for the verified MNIST files (default: the user cache folder).",
 )
 
+mirror_option = click.option(
+    "--mirror",
+    "mirrors",
+    multiple=True,
+    metavar="URL_OR_DIR",
+    envvar="MNIST_INFER_MIRRORS",
+    help="Where to fetch MNIST from if it is not cached yet (see `download --help`).",
+)
+
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mnist-infer")
@@ -108,14 +117,7 @@ def download(
     type=click.Path(file_okay=False, path_type=Path),
     help="Also write confusion.png and mistakes.png into this folder.",
 )
-@click.option(
-    "--mirror",
-    "mirrors",
-    multiple=True,
-    metavar="URL_OR_DIR",
-    envvar="MNIST_INFER_MIRRORS",
-    help="Where to fetch MNIST from if it is not cached yet (see `download --help`).",
-)
+@mirror_option
 @cache_dir_option
 def evaluate(
     weights_path: Path | None,
@@ -362,14 +364,7 @@ def predict(
     help="Folder for the PNG files (created if missing).",
 )
 @click.option("--art", is_flag=True, help="Also draw each digit in the terminal.")
-@click.option(
-    "--mirror",
-    "mirrors",
-    multiple=True,
-    metavar="URL_OR_DIR",
-    envvar="MNIST_INFER_MIRRORS",
-    help="Where to fetch MNIST from if it is not cached yet (see `download --help`).",
-)
+@mirror_option
 @cache_dir_option
 def show(
     split: str,
@@ -461,14 +456,7 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
     "--resume", is_flag=True, help="Continue from the checkpoint that an interrupted run left."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-epoch lines.")
-@click.option(
-    "--mirror",
-    "mirrors",
-    multiple=True,
-    metavar="URL_OR_DIR",
-    envvar="MNIST_INFER_MIRRORS",
-    help="Where to fetch MNIST from if it is not cached yet (see `download --help`).",
-)
+@mirror_option
 @cache_dir_option
 def train(
     hidden: tuple[int, ...],
