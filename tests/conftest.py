@@ -63,3 +63,30 @@ def mini_mnist(tmp_path_factory: pytest.TempPathFactory):
     from loopback import make_mini_mnist
 
     return make_mini_mnist(tmp_path_factory.mktemp("mini") / "mirror")
+
+
+@pytest.fixture
+def filled(cache_dir: Path, mini_mnist):
+    """A cache holding the generated files, as a verified download leaves it."""
+    cache_dir.mkdir()
+    for name, raw in mini_mnist.raw.items():
+        (cache_dir / name).write_bytes(raw)
+    return mini_mnist
+
+
+@pytest.fixture
+def weights(tmp_path: Path) -> Path:
+    """Random 784-30-20-10 weights: predictions vary from image to image."""
+    import numpy as np
+
+    from mnist_infer.weights import save_weights
+
+    rng = np.random.default_rng(7)
+    sizes = (784, 30, 20, 10)
+    params = {}
+    for i in range(1, 4):
+        params[f"W{i}"] = rng.normal(size=(sizes[i - 1], sizes[i])).astype(np.float32)
+        params[f"b{i}"] = rng.normal(size=sizes[i]).astype(np.float32)
+    p = tmp_path / "w.pkl"
+    save_weights(params, p)
+    return p

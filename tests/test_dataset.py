@@ -24,15 +24,6 @@ IMAGES = "t10k-images-idx3-ubyte"
 LABELS = "t10k-labels-idx1-ubyte"
 
 
-@pytest.fixture
-def filled(cache_dir: Path, mini_mnist: MiniMnist) -> MiniMnist:
-    """A cache holding the generated files, as a verified download leaves it."""
-    cache_dir.mkdir()
-    for name, raw in mini_mnist.raw.items():
-        (cache_dir / name).write_bytes(raw)
-    return mini_mnist
-
-
 def test_resolve_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_cache_dir(tmp_path / "a") == tmp_path / "a"
     assert resolve_cache_dir() == tmp_path / "cache"  # $MNIST_INFER_CACHE from conftest

@@ -14,7 +14,7 @@ from mnist_infer.cli import cli
 from mnist_infer.evaluate import evaluate
 from mnist_infer.idx import write_idx
 from mnist_infer.report import confusion_matrix
-from mnist_infer.weights import default_weights_path, load_weights, save_weights
+from mnist_infer.weights import default_weights_path, load_weights
 
 N_TEST, N_TRAIN = 57, 33
 
@@ -26,20 +26,6 @@ def invoke(*args: str) -> Result:
 def accuracy_line(preds: np.ndarray, labels: np.ndarray) -> str:
     correct = int(np.sum(preds == labels))
     return f"Accuracy: {correct / len(labels):.4f} ({correct}/{len(labels)})"
-
-
-@pytest.fixture
-def weights(tmp_path: Path) -> Path:
-    """Random 784-30-20-10 weights strong enough to give varied predictions."""
-    rng = np.random.default_rng(7)
-    sizes = (784, 30, 20, 10)
-    params = {}
-    for i in range(1, 4):
-        params[f"W{i}"] = rng.normal(size=(sizes[i - 1], sizes[i])).astype(np.float32)
-        params[f"b{i}"] = rng.normal(size=sizes[i]).astype(np.float32)
-    p = tmp_path / "w.pkl"
-    save_weights(params, p)
-    return p
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from mnist_infer.cli import cli
 from mnist_infer.image import SIZE, normalize
 from mnist_infer.network import Network
 from mnist_infer.predict import SUFFIXES
-from mnist_infer.weights import default_weights_path, load_weights, save_weights
+from mnist_infer.weights import default_weights_path, load_weights
 
 FOLDER_KINDS = ", ".join(sorted(SUFFIXES))
 
@@ -34,20 +34,6 @@ def _digit(k: int = 0) -> np.ndarray:
 
 
 SEVEN = _digit()
-
-
-@pytest.fixture
-def weights(tmp_path: Path) -> Path:
-    """Random 784-30-20-10 weights: predictions vary from image to image."""
-    rng = np.random.default_rng(3)
-    sizes = (784, 30, 20, 10)
-    params = {}
-    for i in range(1, 4):
-        params[f"W{i}"] = rng.normal(size=(sizes[i - 1], sizes[i])).astype(np.float32)
-        params[f"b{i}"] = rng.normal(size=sizes[i]).astype(np.float32)
-    p = tmp_path / "w.pkl"
-    save_weights(params, p)
-    return p
 
 
 def invoke(weights: Path, *args: str, stdin: bytes | None = None) -> Result:

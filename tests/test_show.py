@@ -17,15 +17,6 @@ from mnist_infer.weights import default_weights_path
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
 
 
-@pytest.fixture
-def filled(cache_dir: Path, mini_mnist: MiniMnist) -> MiniMnist:
-    """A cache holding the generated files, as a verified download leaves it."""
-    cache_dir.mkdir()
-    for name, raw in mini_mnist.raw.items():
-        (cache_dir / name).write_bytes(raw)
-    return mini_mnist
-
-
 def show(*args: str) -> Result:
     return CliRunner().invoke(cli, ["show", *args])
 
