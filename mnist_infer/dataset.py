@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,8 +16,7 @@ SPLITS = ("train", "test")
 _PREFIX = {"train": "train", "test": "t10k"}
 
 
-@dataclass(frozen=True)
-class FileSpec:
+class FileSpec(NamedTuple):
     """One MNIST file: cache name (decompressed), its split, pinned gzip and raw SHA-256/size."""
 
     name: str
