@@ -556,6 +556,25 @@ def bench_predict(sec: Section, spawner: Spawner) -> None:
         ]
         sec.notes.append(f"{name}: accuracy {_predict_accuracy(rs[0]['stdout'], labels):.4f}")
     sec.notes.append("peak RSS is the largest single process (decoding workers are not summed)")
+    _one_image(sec, spawner, folder / "00000.png", weights)
+
+
+def _one_image(sec: Section, spawner: Spawner, png: Path, weights: Path) -> None:
+    """One image, process start to answer, against starting Python with numpy and Pillow."""
+    floor = "import numpy, PIL.Image"
+    commands = {
+        floor: [sys.executable, "-c", floor],
+        "predict one PNG": [CLI, "predict", "--weights", str(weights), str(png)],
+    }
+    secs = {
+        k: statistics.median(r["seconds"] for r in rs)
+        for k, rs in _process_runs(spawner, commands).items()
+    }
+    sec.rows += [
+        Row(f"python -c '{floor}'", secs[floor] * 1e3, "ms"),
+        Row("predict one PNG, whole process", secs["predict one PNG"] * 1e3, "ms"),
+        Row(f"predict one PNG / `{floor}`: time", secs["predict one PNG"] / secs[floor], "x"),
+    ]
 
 
 SECTIONS = {
