@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,28 +17,17 @@ from mnist_infer.network import Network
 from mnist_infer.weights import default_weights_path, read_weights
 
 
-class Evaluation:
+class Evaluation(NamedTuple):
     """Predictions for a split and how long the forward pass took."""
 
-    def __init__(
-        self,
-        images: NDArray[np.uint8],
-        labels: NDArray[np.uint8],
-        preds: NDArray[np.intp],
-        confidences: NDArray[np.float32],
-        seconds: float,
-        batch_size: int,
-        weights_path: Path,
-        weights_sha256: str,
-    ) -> None:
-        self.images = images
-        self.labels = labels
-        self.preds = preds
-        self.confidences = confidences
-        self.seconds = seconds
-        self.batch_size = batch_size
-        self.weights_path = weights_path
-        self.weights_sha256 = weights_sha256
+    images: NDArray[np.uint8]
+    labels: NDArray[np.uint8]
+    preds: NDArray[np.intp]
+    confidences: NDArray[np.float32]
+    seconds: float
+    batch_size: int
+    weights_path: Path
+    weights_sha256: str
 
     @property
     def correct(self) -> int:

@@ -7,7 +7,7 @@ import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
@@ -321,26 +321,16 @@ def default_weights_path(check: bool = True) -> Path:
 # --- description -----------------------------------------------------------------
 
 
-class WeightsInfo:
+class WeightsInfo(NamedTuple):
     """What `mnist-infer info` shows about a weights file."""
 
-    def __init__(
-        self,
-        path: Path,
-        format: str,
-        sizes: list[int],
-        dtypes: list[str],
-        parameters: int,
-        sha256: str,
-        metadata: dict[str, Any] | None,
-    ) -> None:
-        self.path = path
-        self.format = format
-        self.sizes = sizes
-        self.dtypes = dtypes
-        self.parameters = parameters
-        self.sha256 = sha256
-        self.metadata = metadata
+    path: Path
+    format: str
+    sizes: list[int]
+    dtypes: list[str]
+    parameters: int
+    sha256: str
+    metadata: dict[str, Any] | None
 
 
 def describe(path: str | os.PathLike[str]) -> WeightsInfo:
