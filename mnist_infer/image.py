@@ -121,6 +121,8 @@ def _scale_wide(a: NDArray[np.float32], mode: str) -> NDArray[np.float32]:
 def _flatten_alpha(gray: NDArray[np.float32], alpha: NDArray[np.float32]) -> NDArray[np.float32]:
     """Composite a transparent image so that its ink stays visible whatever the RGB behind it."""
     top = float(alpha.max())
+    if top == 0:  # fully transparent: nothing is visible, whatever the RGB holds
+        return np.zeros_like(gray)
     if float(alpha.min()) > 0.98 * top:  # no real transparency: alpha says nothing
         return gray
     solid = gray[alpha >= 0.9 * top]

@@ -305,11 +305,20 @@ def test_tiny_digit_is_scaled_up() -> None:
     assert abs(_centre_of_mass(out)[0] - 14) <= 0.5
 
 
-def test_blank_image_has_no_digit() -> None:
+@pytest.mark.parametrize(
+    "blank",
+    [
+        Image.new("RGB", (50, 40), (250, 250, 250)),
+        _rgba(np.zeros_like(SEVEN), (0, 0, 0), (255, 255, 255)),  # fully transparent
+        Image.fromarray(np.dstack([SEVEN, np.zeros_like(SEVEN)]), "LA"),  # hidden ink
+    ],
+    ids=["near-white", "transparent-rgba", "transparent-la"],
+)
+def test_blank_image_has_no_digit(blank: Image.Image) -> None:
     with pytest.raises(
         ImageError, match=r"^w.png: no digit found \(blank or single-colour image\)$"
     ):
-        image.preprocess(Image.new("RGB", (50, 40), (250, 250, 250)), name="w.png")
+        image.preprocess(blank, name="w.png")
 
 
 def test_as_is_needs_28x28() -> None:
