@@ -70,9 +70,14 @@ def _folder(top: str, recursive: bool) -> Iterator[str | Failure]:
     found = 0
     subfolders = unlisted = False
     stack = [top]
+    listed: set[tuple[int, int]] = set()
     while stack:
         d = stack.pop()
         try:
+            st = os.stat(d)
+            if (st.st_dev, st.st_ino) in listed:  # a symlink back to a folder already listed
+                continue
+            listed.add((st.st_dev, st.st_ino))
             entries = sorted(os.scandir(d), key=lambda e: e.name)
         except OSError as err:
             why = "permission denied" if isinstance(err, PermissionError) else err.strerror
@@ -83,7 +88,7 @@ def _folder(top: str, recursive: bool) -> Iterator[str | Failure]:
         for e in entries:
             if e.name.startswith("."):
                 continue
-            if e.is_dir():
+            if _is_dir(e):
                 subfolders = True
                 dirs.append(e.path)
             elif os.path.splitext(e.name)[1].lower() in SUFFIXES:
@@ -95,6 +100,13 @@ def _folder(top: str, recursive: bool) -> Iterator[str | Failure]:
         hint = "; add --recursive to look in subfolders" if subfolders and not recursive else ""
         kinds = ", ".join(sorted(SUFFIXES))
         yield Failure(top, f"{top}: no image files in folder (looked for {kinds}){hint}")
+
+
+def _is_dir(e: os.DirEntry[str]) -> bool:
+    try:
+        return e.is_dir()
+    except OSError:  # e.g. a symlink loop: an image-like name then fails with the reason
+        return False
 
 
 Loaded = tuple[str, Digit | None, tuple[str, ...], str | None]  # path, digit, notes, error

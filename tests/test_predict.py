@@ -173,6 +173,20 @@ def test_folders_sorted_recursive_and_filtered(tmp_path: Path, weights: Path) ->
     assert deep == [str(d / n) for n in names]
 
 
+def test_symlink_loops_are_listed_once(tmp_path: Path, weights: Path) -> None:
+    d = tmp_path / "digits"
+    (d / "sub").mkdir(parents=True)
+    _digit_png(d / "sub" / "a.png")
+    (d / "sub" / "back").symlink_to("..")
+    (d / "loop.png").symlink_to("loop.png")
+    res = invoke(weights, "-r", str(d))
+    assert res.exit_code == 5
+    assert [line.split("  ")[0] for line in _lines(res.stdout)] == [str(d / "sub" / "a.png")]
+    assert _lines(res.stderr) == [
+        f"Error: {d / 'loop.png'}: cannot read (Too many levels of symbolic links)"
+    ]
+
+
 def test_batches_keep_input_order_around_failures(tmp_path: Path, weights: Path) -> None:
     args = []
     for k in range(7):
