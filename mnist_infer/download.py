@@ -78,9 +78,10 @@ def fetch(
 ) -> list[Result]:
     """Make the split's files present and verified in the cache; return one Result per file.
 
-    Cached files are re-hashed and kept if good (`force` re-fetches them). Otherwise each mirror
-    is tried in order; transient errors (connection, timeout, HTTP 5xx/429) are retried
-    `retries` times with exponential `backoff`. A file is accepted when its decompressed bytes
+    Cached files are re-hashed; bad ones are deleted, good ones kept (`force` re-fetches them,
+    keeping each until its new copy is verified). For the others each mirror is tried in
+    order; transient errors (connection, timeout, HTTP 5xx/429) are retried `retries` times
+    with exponential `backoff`. A file is accepted when its decompressed bytes
     match the pinned size and SHA-256, whether the mirror serves it gzipped or not.
 
     Failure rule: if every mirror delivered a complete file and each failed verification
@@ -113,14 +114,15 @@ def fetch(
     )
     with _locked(cache, quiet), fetcher as f:
         _remove_partials(cache)
-        good = {s.name for s in specs if not force and _matches(cache / s.name, s)}
-        for spec in specs:  # bad or forced entries go first: a failed fetch leaves none behind
+        good = {s.name for s in specs if _matches(cache / s.name, s)}
+        for spec in specs:  # bad entries go first: a failed fetch leaves none behind
             if spec.name not in good:
                 with suppress(FileNotFoundError):
                     (cache / spec.name).unlink()
         for spec in specs:
             target = cache / spec.name
-            if spec.name in good:
+            # With force, a good entry stays until a verified copy replaces it.
+            if spec.name in good and not force:
                 r = Result(spec.name, target, str(target), spec.size, cached=True)
             else:
                 r = Result(spec.name, target, f.get(spec), spec.size, cached=False)

@@ -72,6 +72,17 @@ def test_force_refetches(loopback: Loopback, mini_mnist: MiniMnist, cache_dir: P
     assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
 
 
+def test_failed_force_keeps_the_good_cache(
+    loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path
+) -> None:
+    fetch("test", cache_dir, [mini_mnist.serve(loopback, "m")], files=mini_mnist.files, **FAST)
+    with pytest.raises(NetworkError):
+        fetch(
+            "test", cache_dir, [loopback.mirror("none")], files=mini_mnist.files, force=True, **FAST
+        )
+    assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
+
+
 def test_corrupt_cache_entry_is_refetched(
     loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path
 ) -> None:
