@@ -145,6 +145,17 @@ def test_save_preprocessed_into_a_file_is_refused(tmp_path: Path, weights: Path)
     assert f"Directory '{tmp_path / 'f'}' is a file." in res.stderr
 
 
+def test_save_preprocessed_inside_a_file_is_refused(tmp_path: Path, weights: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    out = tmp_path / "f" / "sub"
+    res = invoke(weights, "--save-preprocessed", str(out), str(_digit_png(tmp_path / "a.png")))
+    assert res.exit_code == 2
+    assert res.stderr.endswith(
+        f"Error: Invalid value for --save-preprocessed: cannot create {out}: Not a directory\n"
+    )
+    assert res.stdout == ""
+
+
 def test_stdin(tmp_path: Path, weights: Path) -> None:
     png = _digit_png(tmp_path / "a.png").read_bytes()
     res = invoke(weights, "-", stdin=png)

@@ -73,6 +73,23 @@ def test_out_is_a_file(filled: MiniMnist, tmp_path: Path) -> None:
     assert f"Directory '{tmp_path / 'f'}' is a file." in res.stderr
 
 
+def test_out_inside_a_file(filled: MiniMnist, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    res = show("--out", str(tmp_path / "f" / "sub"))
+    assert res.exit_code == 2
+    assert res.stderr == f"Error: cannot create folder {tmp_path / 'f' / 'sub'}: Not a directory\n"
+
+
+def test_split_not_cached_and_mirror_empty(tmp_path: Path) -> None:
+    res = show("--mirror", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert res.exit_code == 3
+    assert res.stderr.startswith(
+        f"Error: could not download {TEST_IMAGES}.gz from any mirror ({tmp_path} -> neither"
+        f" {TEST_IMAGES}.gz nor {TEST_IMAGES} is in {tmp_path}); download the files by hand"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_real_digits_from_a_mirror_predict_right(real_mnist_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "digits"
     res = show("--count", "3", "--out", str(out), "--mirror", str(real_mnist_dir))
