@@ -381,7 +381,8 @@ def show(
     """
     from mnist_infer.image import export_digits, to_art
 
-    for path, digit in export_digits(split, index, count, out, cache_dir, list(mirrors) or None):
+    written = export_digits(split, index, count, out, cache_dir, list(mirrors) or None, quiet=False)
+    for path, digit in written:
         click.echo(str(path))
         if art:
             click.echo(to_art(digit) + "\n")

@@ -368,12 +368,17 @@ def export_digits(
     out: Path,
     cache_dir: Path | None = None,
     mirrors: Sequence[str] | None = None,
+    *,
+    quiet: bool = True,
 ) -> list[tuple[Path, Digit]]:
-    """Write dataset digits start…start+count-1 as `<split>-<index>-label<d>.png` files in out."""
+    """Write dataset digits start…start+count-1 as `<split>-<index>-label<d>.png` files in out.
+
+    The split is downloaded first if missing, with progress bars on a terminal unless quiet.
+    """
     from mnist_infer.dataset import load_arrays
     from mnist_infer.errors import UsageError
 
-    images, labels = load_arrays(split, cache_dir, mirrors=mirrors)
+    images, labels = load_arrays(split, cache_dir, mirrors=mirrors, quiet=quiet)
     n = len(images)
     if start >= n:
         raise UsageError(f"--index {start} is past the end: the {split} split has {n} images")
