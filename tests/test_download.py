@@ -457,6 +457,24 @@ def test_cli_usage(args: list[str], message: str, cache_dir: Path) -> None:
     assert message in res.stderr
 
 
+@pytest.mark.parametrize(
+    ("blocker", "message"),
+    [
+        ("cache", "cannot create the cache folder {cache}: Not a directory"),
+        ("cache/sub/.lock/x", "cannot lock the cache folder {cache}: Is a directory"),
+    ],
+)
+def test_cli_unusable_cache(
+    blocker: str, message: str, mini_files: MiniMnist, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache" / "sub"
+    (tmp_path / blocker).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / blocker).write_text("x")
+    res = invoke("--mirror", str(mini_files.folder), "--cache-dir", str(cache))
+    assert res.exit_code == 1
+    assert res.stderr == f"Error: {message.format(cache=cache)}\n"
+
+
 # --- the real files -----------------------------------------------------------
 
 
