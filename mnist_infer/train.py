@@ -291,24 +291,26 @@ def _epoch(
     t0 = time.perf_counter()
     loss_sum, hits, seen = 0.0, 0, 0
     scale = np.float32(1 / 255)
-    while run.batch < per_epoch:
-        idx = run.perm[run.batch * bs : (run.batch + 1) * bs]
-        x = augment(images[idx], run.rng) if opts.augment else images[idx].astype(np.float32)
-        x *= scale
-        t = labels[idx]
-        grads = net.gradient(x, t)
-        y = net.last.y
-        assert y is not None
-        loss_sum += cross_entropy_error(y, t) * len(t)
-        hits += int(np.sum(y.argmax(axis=1) == t))
-        seen += len(t)
-        step = run.epoch * per_epoch + run.batch
-        run.opt.update(net.params, grads, cosine(opts.rate, step, total))
-        run.batch += 1
+    try:
+        while run.batch < per_epoch:
+            idx = run.perm[run.batch * bs : (run.batch + 1) * bs]
+            x = augment(images[idx], run.rng) if opts.augment else images[idx].astype(np.float32)
+            x *= scale
+            t = labels[idx]
+            grads = net.gradient(x, t)
+            y = net.last.y
+            assert y is not None
+            loss_sum += cross_entropy_error(y, t) * len(t)
+            hits += int(np.sum(y.argmax(axis=1) == t))
+            seen += len(t)
+            step = run.epoch * per_epoch + run.batch
+            run.opt.update(net.params, grads, cosine(opts.rate, step, total))
+            run.batch += 1
+            if bar is not None:
+                bar.update(1)
+    finally:
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.close()  # also on Ctrl-C, so the message that follows starts on a clean line
     secs = time.perf_counter() - t0
     val = None
     if len(x_val):

@@ -190,3 +190,35 @@ def test_ctrl_c_in_a_real_process(blob_cache: Path, tmp_path: Path) -> None:
     # Resuming a run that already did more epochs than asked still writes the weights.
     assert resumed.exit_code == 0, resumed.output
     assert load_weights(out)["W1"].shape == (784, 50)
+
+
+def test_ctrl_c_clears_the_progress_bar_first(blob_cache: Path, tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    out = tmp_path / "w.pkl"
+    cmd = [sys.executable, "-m", "mnist_infer", "train", "--epochs", "200", "--out", str(out)]
+    cmd += ["--batch-size", "1", "--val-size", "100"]  # long epochs: Ctrl-C lands mid-epoch
+    env = os.environ | {"MNIST_INFER_CACHE": str(blob_cache)}
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=slave, env=env)
+    os.close(slave)
+    text = ""
+    while not re.search(r"\| *[1-9]\d*/1100 ", text):  # the bar is moving
+        text += os.read(master, 4096).decode()
+    proc.send_signal(signal.SIGINT)
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        text += chunk.decode()
+    os.close(master)
+    assert proc.wait(timeout=60) == 130
+    screen_lines = re.split(r"[\r\n]", text)
+    assert any(line.startswith("Error: interrupted in epoch ") for line in screen_lines), text
