@@ -186,6 +186,10 @@ class _Fetcher:
                     if attempt:
                         raise _Failed(f"{e} (after {attempt + 1} attempts)") from None
                     raise
+            except OSError as e:  # network errors are _Failed by now: this is the disk
+                raise MnistInferError(
+                    f"cannot write to the cache folder {self.cache}: {e.strerror or e}"
+                ) from None
             time.sleep(self.backoff * 2**attempt)
             attempt += 1
 
@@ -314,7 +318,9 @@ def _install_from(f: BinaryIO, spec: FileSpec, cache: Path) -> None:
                 )
             os.replace(tmp, cache / spec.name)
     except OSError as e:
-        raise MnistInferError(f"cannot write to the cache folder {cache}: {e}") from None
+        raise MnistInferError(
+            f"cannot write to the cache folder {cache}: {e.strerror or e}"
+        ) from None
 
 
 def _read(stream: BinaryIO | gzip.GzipFile) -> bytes:

@@ -475,6 +475,27 @@ def test_cli_unusable_cache(
     assert res.stderr == f"Error: {message.format(cache=cache)}\n"
 
 
+@pytest.mark.parametrize("source", ["http", "folder"])
+def test_cli_disk_full_during_download(
+    source: str, loopback: Loopback, mini_files: MiniMnist, cache_dir: Path
+) -> None:
+    import resource
+    import signal
+
+    base = mini_files.serve(loopback, "m") if source == "http" else str(mini_files.folder)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, limits[1]))
+    try:
+        res = invoke("--mirror", base, "--split", "test")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert res.exit_code == 1
+    assert res.stderr == f"Error: cannot write to the cache folder {cache_dir}: File too large\n"
+    assert listing(cache_dir) == set()
+
+
 # --- the real files -----------------------------------------------------------
 
 
