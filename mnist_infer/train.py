@@ -57,6 +57,10 @@ class TrainOptions:
 
     def check_size(self, n: int) -> None:
         """Raise UsageError unless n images leave a batch for training after validation."""
+        if self.batch_size > n:
+            raise UsageError(
+                f"batch size must be at most {n} (the training images), found {self.batch_size}"
+            )
         if self.val_size > n - self.batch_size:
             raise UsageError(
                 f"validation size must be at most {n - self.batch_size} (the {n} training images"
@@ -149,33 +153,43 @@ class _Run:
 
     def restore(self, out: Path) -> None:
         """Load the checkpoint beside out; its options must match the current ones."""
+        import zipfile
+
         from mnist_infer.weights import load_weights
 
         wpath, spath = checkpoint_paths(out)
         if not (wpath.is_file() and spath.is_file()):
-            raise UsageError(f"cannot resume: no checkpoint {wpath} (with {spath.name}) to resume")
+            raise UsageError(
+                f"cannot resume: no checkpoint {wpath} (with {spath.name});"
+                " run without --resume to start afresh"
+            )
         params = load_weights(wpath)
         try:
             with np.load(spath, allow_pickle=False) as z:
                 state = json.loads(str(z["state"]))
                 perm = z["perm"]
                 opt_state = {k[4:]: z[k] for k in z.files if k.startswith("opt.")}
-        except (OSError, ValueError, KeyError) as e:
+            options = state["options"]
+            saved = TrainOptions(**{**options, "hidden": tuple(options["hidden"])})
+            step, epoch, batch = int(state["step"]), int(state["epoch"]), int(state["batch"])
+            history = [EpochStats(**h) for h in state["history"]]
+            rng = state["rng"]
+        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
             raise WeightsError(
-                f"cannot resume: {spath} is not a valid training state ({e})"
+                f"cannot resume: {spath} is not a valid training state (corrupt or written by"
+                " another version); run without --resume to start afresh"
             ) from None
-        saved = TrainOptions(**{**state["options"], "hidden": tuple(state["options"]["hidden"])})
         if asdict(saved) | {"epochs": 0} != asdict(self.opts) | {"epochs": 0}:
             raise UsageError(
                 f"cannot resume: {spath} was written with other options ({_diff(saved, self.opts)})"
             )
         self.net = Network(params)
         self.opt.state = dict(opt_state)
-        self.opt.step = int(state["step"])
-        self.rng.bit_generator.state = state["rng"]
-        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+        self.opt.step = step
+        self.rng.bit_generator.state = rng
+        self.epoch, self.batch = epoch, batch
         self.perm = perm if perm.size else None
-        self.history = [EpochStats(**h) for h in state["history"]]
+        self.history = history
 
 
 def _diff(a: TrainOptions, b: TrainOptions) -> str:

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -131,9 +132,69 @@ def test_resume_refuses_other_options(blob_cache: Path, tmp_path: Path) -> None:
         train(_opts(seed=5), out, cache_dir=blob_cache, resume=True)
 
 
+def _truncate(p: Path) -> None:
+    p.write_bytes(p.read_bytes()[:-50])
+
+
+def _without_options(p: Path) -> None:
+    np.savez(p, perm=np.arange(3), state=np.array(json.dumps({"epoch": 1})))
+
+
+@pytest.mark.parametrize("spoil", [_truncate, _without_options, lambda p: p.write_bytes(b"")])
+def test_resume_from_a_spoilt_state(
+    blob_cache: Path, tmp_path: Path, spoil: Callable[[Path], object]
+) -> None:
+    def stop(stats: object) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "w.pkl"
+    with pytest.raises(Interrupted):
+        train(_opts(), out, cache_dir=blob_cache, on_epoch=stop)
+    _, spath = checkpoint_paths(out)
+    spoil(spath)
+    args = ["train", "--epochs", "3", "--batch-size", "50", "--val-size", "200", "--resume"]
+    res = CliRunner().invoke(cli, [*args, "--out", str(out)])
+    assert res.exit_code == 5
+    assert res.output == (
+        f"Error: cannot resume: {spath} is not a valid training state (corrupt or written by"
+        " another version); run without --resume to start afresh\n"
+    )
+
+
 def test_val_size_too_large(blob_cache: Path, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="validation size must be at most 1150"):
         train(_opts(val_size=1151), tmp_path / "w.pkl", cache_dir=blob_cache)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--out", "{d}/w.txt"],
+            "cannot save weights as {d}/w.txt: unknown suffix (use .pkl or .npz)",
+        ),
+        (
+            ["--val-size", "1200"],
+            "validation size must be at most 1150 (the 1200 training images minus one batch"
+            " of 50), found 1200",
+        ),
+        (
+            ["--batch-size", "2000"],
+            "batch size must be at most 1200 (the training images), found 2000",
+        ),
+        (
+            ["--resume"],
+            "cannot resume: no checkpoint {d}/w.pkl.ckpt.npz (with w.pkl.ckpt-state.npz);"
+            " run without --resume to start afresh",
+        ),
+    ],
+)
+def test_cli_train_errors(blob_cache: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    base = ["train", "--batch-size", "50", "--val-size", "100", "--out", str(tmp_path / "w.pkl")]
+    res = CliRunner().invoke(cli, base + [a.format(d=tmp_path) for a in args])
+    assert res.exit_code == 2
+    assert res.output == f"Error: {message.format(d=tmp_path)}\n"
+    assert list(tmp_path.glob("w.*")) == []
 
 
 def test_cli_train_and_info(blob_cache: Path, tmp_path: Path) -> None:
