@@ -251,6 +251,7 @@ def info(weights_path: Path | None) -> None:
     "--save-preprocessed",
     "save_dir",
     type=click.Path(file_okay=False, path_type=Path),
+    metavar="FOLDER",
     help="Write each 28x28 digit the network saw as FOLDER/<stem>.png.",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
