@@ -282,8 +282,10 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         text = side.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as e:
-        raise WeightsError(f"cannot read metadata {side}: {e}") from None
+    except OSError as e:
+        raise WeightsError(f"cannot read metadata {side}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise WeightsError(f"cannot read metadata {side}: not UTF-8 text") from None
     try:
         meta = json.loads(text)
     except ValueError as e:

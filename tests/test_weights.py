@@ -130,20 +130,28 @@ def test_metadata_beside_the_weights(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("content", "message"),
     [
-        ("{", "invalid JSON"),
-        ("[1, 2]", "expected a JSON object, found list"),
+        (b"{", "invalid JSON (Expecting property name enclosed in double quotes: line 1 column 2"),
+        (b"[1, 2]", "expected a JSON object, found list"),
+        (b"\xff", "not UTF-8 text"),
+        (None, "Is a directory"),
     ],
 )
-def test_bad_metadata(tmp_path: Path, text: str, message: str) -> None:
+def test_bad_metadata(tmp_path: Path, content: bytes | None, message: str) -> None:
     p = tmp_path / "w.pkl"
     save_weights(make_params(), p)
-    (tmp_path / "w.pkl.json").write_text(text)
-    with pytest.raises(WeightsError, match=f"cannot read metadata {tmp_path / 'w.pkl.json'}: "):
+    side = tmp_path / "w.pkl.json"
+    if content is None:
+        side.mkdir()
+    else:
+        side.write_bytes(content)
+    with pytest.raises(WeightsError) as e:
         read_metadata(p)
-    with pytest.raises(WeightsError, match=message):
-        read_metadata(p)
+    assert str(e.value).startswith(f"cannot read metadata {side}: {message}")
+    res = CliRunner().invoke(cli, ["info", str(p)])
+    assert res.exit_code == 5
+    assert res.output.startswith(f"Error: cannot read metadata {side}: {message}")
 
 
 def test_save_rejects_unknown_suffix(tmp_path: Path) -> None:
