@@ -164,6 +164,15 @@ def test_missing_weights(tmp_path: Path, data: dict) -> None:
     assert res.stdout == ""
 
 
+def test_unwritable_report_folder(weights: Path, data: dict, tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    folder = tmp_path / "file" / "report"
+    res = invoke("--weights", str(weights), "--report", str(folder))
+    assert res.exit_code == 1
+    assert res.stderr == f"Error: cannot write {folder / 'confusion.png'}: Not a directory\n"
+    assert res.stdout == ""
+
+
 # --- real MNIST and the textbook's weights -------------------------------------------
 
 
