@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mnist_infer import __version__
-from mnist_infer.errors import MnistInferError
+from mnist_infer.errors import Interrupted, MnistInferError
 
 
 class _Failure(click.ClickException):
@@ -25,6 +25,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except MnistInferError as err:
             raise _Failure(err) from None
+        except KeyboardInterrupt:
+            raise _Failure(Interrupted("interrupted")) from None
 
 
 cache_dir_option = click.option(

@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from mnist_infer.errors import ImageError, MnistInferError
+from mnist_infer.errors import ImageError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -355,10 +355,9 @@ def save_png(digit: Digit, path: Path) -> None:
     """Write a digit as an 8-bit grayscale PNG."""
     from PIL import Image
 
-    try:
-        Image.fromarray(digit, "L").save(path)
-    except OSError as err:
-        raise MnistInferError(f"cannot write {path}: {err.strerror or err}") from None
+    from mnist_infer.files import atomic_write
+
+    atomic_write(path, lambda f: Image.fromarray(digit, "L").save(f, format="PNG"))
 
 
 def export_digits(

@@ -27,3 +27,19 @@ def test_python_dash_m() -> None:
     )
     assert out.returncode == 0
     assert __version__ in out.stdout
+
+
+def test_ctrl_c_is_a_one_line_error_with_exit_130() -> None:
+    import signal
+    import time
+
+    # `predict -` waits for an image on standard input: a command busy when Ctrl-C comes.
+    cmd = [sys.executable, "-m", "mnist_infer", "predict", "-"]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(3)  # past start-up (imports), into the read
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert (out, err) == ("", "Error: interrupted\n")
