@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mnist_infer.errors import Interrupted, OutputExistsError, UsageError, WeightsError
+from mnist_infer.errors import (
+    Interrupted,
+    MnistInferError,
+    OutputExistsError,
+    UsageError,
+    WeightsError,
+)
 from mnist_infer.functions import cross_entropy_error
 from mnist_infer.network import Network
 from mnist_infer.optimizers import OPTIMIZERS, Optimizer
@@ -122,6 +131,7 @@ class _Run:
         self.batch = 0  # completed batches in the current epoch
         self.perm: NDArray[np.intp] | None = None
         self.history: list[EpochStats] = []
+        self.partial = [0.0, 0, 0, 0.0]  # this epoch so far: loss sum, hits, images, seconds
 
     def save(self, out: Path, data_hashes: dict[str, str]) -> tuple[Path, Path]:
         """Write both checkpoint files atomically."""
@@ -141,6 +151,7 @@ class _Run:
             "epoch": self.epoch,
             "batch": self.batch,
             "step": self.opt.step,
+            "partial": self.partial,
             "rng": self.rng.bit_generator.state,
             "options": asdict(self.opts),
             "history": [asdict(h) for h in self.history],
@@ -174,6 +185,8 @@ class _Run:
             step, epoch, batch = int(state["step"]), int(state["epoch"]), int(state["batch"])
             history = [EpochStats(**h) for h in state["history"]]
             rng = state["rng"]
+            loss_sum, hits, seen, secs = state["partial"]
+            partial = [float(loss_sum), int(hits), int(seen), float(secs)]
         except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
             raise WeightsError(
                 f"cannot resume: {spath} is not a valid training state (corrupt or written by"
@@ -190,6 +203,7 @@ class _Run:
         self.epoch, self.batch = epoch, batch
         self.perm = perm if perm.size else None
         self.history = history
+        self.partial = partial
 
 
 def _diff(a: TrainOptions, b: TrainOptions) -> str:
@@ -225,6 +239,11 @@ def train(
         raise UsageError(f"cannot save weights as {out}: unknown suffix (use .pkl or .npz)")
     if out.exists() and not force:
         raise OutputExistsError(f"{out} exists; pass --force to overwrite it")
+    try:  # find out now, not after the first epoch, that the weights cannot be written
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        why = f"{out.parent} is not a folder" if out.parent.exists() else e.strerror or e
+        raise MnistInferError(f"cannot write {out}: {why}") from None
 
     images, labels = load_arrays("train", cache_dir, mirrors=mirrors, quiet=not progress)
     opts.check_size(len(images))
@@ -240,13 +259,17 @@ def train(
     per_epoch = n // bs
     total = opts.epochs * per_epoch
     try:
-        while run.epoch < opts.epochs:
-            stats = _epoch(run, images, labels, tr, per_epoch, total, x_val, t_val, progress)
-            run.history.append(stats)
-            run.epoch, run.batch, run.perm = run.epoch + 1, 0, None
-            if on_epoch is not None:
-                on_epoch(stats)
-            run.save(out, hashes)
+        with _deferred_interrupt() as stop:
+            while run.epoch < opts.epochs:
+                stats = _epoch(
+                    run, images, labels, tr, per_epoch, total, x_val, t_val, stop, progress
+                )
+                run.history.append(stats)
+                run.epoch, run.batch, run.perm = run.epoch + 1, 0, None
+                run.partial = [0.0, 0, 0, 0.0]
+                if on_epoch is not None:
+                    on_epoch(stats)
+                run.save(out, hashes)
     except KeyboardInterrupt:
         wpath, spath = run.save(out, hashes)
         raise Interrupted(
@@ -292,9 +315,14 @@ def _epoch(
     total: int,
     x_val: NDArray[np.uint8],
     t_val: NDArray[np.uint8],
+    stop: Callable[[], bool],
     progress: bool,
 ) -> EpochStats:
-    """One pass over the shuffled training images; resumes mid-epoch from run.batch."""
+    """One pass over the shuffled training images; resumes mid-epoch from run.batch.
+
+    Raises KeyboardInterrupt between two batches once stop() says Ctrl-C was pressed, so a
+    checkpoint never holds half an update.
+    """
     from mnist_infer.augment import augment
 
     opts, net = run.opts, run.net
@@ -303,10 +331,12 @@ def _epoch(
         run.perm = run.rng.permutation(tr)
     bar = _bar(run.epoch, opts.epochs, per_epoch, run.batch) if progress else None
     t0 = time.perf_counter()
-    loss_sum, hits, seen = 0.0, 0, 0
+    loss_sum, hits, seen, before = run.partial
     scale = np.float32(1 / 255)
     try:
         while run.batch < per_epoch:
+            if stop():
+                raise KeyboardInterrupt
             idx = run.perm[run.batch * bs : (run.batch + 1) * bs]
             x = augment(images[idx], run.rng) if opts.augment else images[idx].astype(np.float32)
             x *= scale
@@ -320,12 +350,13 @@ def _epoch(
             step = run.epoch * per_epoch + run.batch
             run.opt.update(net.params, grads, cosine(opts.rate, step, total))
             run.batch += 1
+            run.partial = [loss_sum, hits, seen, before + time.perf_counter() - t0]
             if bar is not None:
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()  # also on Ctrl-C, so the message that follows starts on a clean line
-    secs = time.perf_counter() - t0
+    secs = before + time.perf_counter() - t0
     val = None
     if len(x_val):
         pred, _ = net.classify(x_val, 1000)
@@ -338,6 +369,26 @@ def _epoch(
         images_per_second=seen / secs if secs > 0 else 0.0,
         seconds=secs,
     )
+
+
+@contextmanager
+def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Hold a first Ctrl-C until the training loop asks (a second one stops at once)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False  # signal handlers can only be set in the main thread
+        return
+    pressed: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _bar(epoch: int, epochs: int, per_epoch: int, done: int) -> Any:

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -283,3 +284,41 @@ def test_ctrl_c_clears_the_progress_bar_first(blob_cache: Path, tmp_path: Path) 
     assert proc.wait(timeout=60) == 130
     screen_lines = re.split(r"[\r\n]", text)
     assert any(line.startswith("Error: interrupted in epoch ") for line in screen_lines), text
+
+
+def test_real_ctrl_c_mid_epoch_then_resume_equals_an_uninterrupted_run(
+    blob_cache: Path, tmp_path: Path
+) -> None:
+    opts = _opts(epochs=4, batch_size=2, val_size=100, augment=True)
+    full = train(opts, tmp_path / "full.pkl", cache_dir=blob_cache)
+    out = tmp_path / "w.pkl"
+    cmd = [sys.executable, "-m", "mnist_infer", "train", "--epochs", "4", "--batch-size", "2"]
+    cmd += ["--val-size", "100", "--augment", "--out", str(out)]
+    env = os.environ | {"MNIST_INFER_CACHE": str(blob_cache)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    assert re.match(r"epoch 1/4  loss ", proc.stdout.readline())
+    time.sleep(0.05)  # into the second epoch's 550 batches
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert re.match(r"Error: interrupted in epoch 2 after batch [1-9]\d*/550;", err), err
+    res = train(opts, out, cache_dir=blob_cache, resume=True)
+    for k in full.params:
+        np.testing.assert_array_equal(full.params[k], res.params[k])
+    # The interrupted epoch's statistics cover all its batches, before and after the stop.
+    for a, b in zip(full.history, res.history, strict=True):
+        assert (a.epoch, a.loss, a.train_accuracy, a.val_accuracy) == (
+            b.epoch,
+            b.loss,
+            b.train_accuracy,
+            b.val_accuracy,
+        )
+
+
+def test_unwritable_out_is_reported_before_training(blob_cache: Path, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    out = tmp_path / "f" / "w.pkl"
+    res = CliRunner().invoke(cli, ["train", "--out", str(out)])
+    assert res.exit_code == 1
+    assert res.output == f"Error: cannot write {out}: {tmp_path / 'f'} is not a folder\n"
