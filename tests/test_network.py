@@ -105,12 +105,18 @@ def test_error_in_a_thread_reaches_the_caller(net: Network) -> None:
         net.classify(random_images(1000), 100, fail, workers=2)
 
 
-def test_classify_leaves_blas_threads_as_they_were(net: Network) -> None:
+@pytest.fixture
+def blas() -> tuple:
+    """OpenBLAS's (get, set) thread-count functions, or skip."""
     if not _blas.limit():
         pytest.skip("numpy does not use OpenBLAS here")
     _blas.restore()
     assert _blas._funcs is not None
-    get, put = _blas._funcs
+    return _blas._funcs
+
+
+def test_classify_leaves_blas_threads_as_they_were(net: Network, blas: tuple) -> None:
+    get, put = blas
     before = get()
     for threads in {1, 2, before}:
         put(threads)
@@ -134,13 +140,9 @@ def _threads_used(net: Network, expected: int) -> set[int]:
     return seen
 
 
-def test_default_threads_follow_blas(net: Network) -> None:
+def test_default_threads_follow_blas(net: Network, blas: tuple) -> None:
     """Own threads when BLAS runs single-threaded, else one thread and BLAS's parallelism."""
-    if not _blas.limit():
-        pytest.skip("numpy does not use OpenBLAS here")
-    _blas.restore()
-    assert _blas._funcs is not None
-    get, put = _blas._funcs
+    get, put = blas
     before = get()
     cpus = len(os.sched_getaffinity(0))
     try:
