@@ -74,6 +74,14 @@ def test_classify_reports_each_batch(net: Network) -> None:
     assert seen == [10, 10, 5]
 
 
+def test_classify_slices_big_batches(net: Network) -> None:
+    images = random_images(2500)
+    seen: list[int] = []
+    labels, _ = net.classify(images, 2500, seen.append, workers=1)
+    assert seen == [1000, 1000, 500]
+    np.testing.assert_array_equal(labels, net.classify(images, 100, workers=1)[0])
+
+
 @pytest.mark.parametrize(("n", "batch_size"), [(1000, 100), (1050, 100), (999, 7), (700, 1000)])
 @pytest.mark.parametrize("workers", [2, 3])
 def test_classify_in_threads_equals_one_thread(
