@@ -310,19 +310,6 @@ def gemm_peak() -> float:
     return best
 
 
-def matmul_chain(params: dict[str, np.ndarray], x: np.ndarray) -> Callable[[], object]:
-    """The forward pass's three matrix products alone, on the whole batch, into buffers."""
-    ws = [np.ascontiguousarray(params[f"W{i}"], np.float32) for i in range(1, 4)]
-    outs = [np.empty((len(x), w.shape[1]), np.float32) for w in ws]
-
-    def run() -> None:
-        h = x
-        for w, out in zip(ws, outs, strict=True):
-            h = np.matmul(h, w, out=out)
-
-    return run
-
-
 def _onnx_session(params: dict[str, np.ndarray]) -> Any:
     import onnx
     import onnxruntime as ort
@@ -396,15 +383,16 @@ def _rivals(
     }
 
 
-def _classify_child(spawner: Spawner) -> dict[int, float]:
-    """Best classify times per batch size in a child with OPENBLAS_NUM_THREADS=1."""
+def _classify_child(spawner: Spawner) -> dict[str, float]:
+    """Best classify times per batch size in a child with OPENBLAS_NUM_THREADS=1, plus
+    classify on one thread and the three matmuls alone on one thread (see the script)."""
     ensure_cache(spawner)
     script = BENCH / "classify_child.py"
     argv = [sys.executable, str(script), str(CACHE), str(weights_file()), "9"]
     r = spawner.run([*argv, *map(str, BATCH_SIZES)], env={"OPENBLAS_NUM_THREADS": "1"})
     if r["rc"] != 0:
         raise RuntimeError(f"classify_child exited {r['rc']}: {r['stderr'].strip()[-300:]}")
-    return {int(k): v for k, v in json.loads(r["stdout"]).items()}
+    return json.loads(r["stdout"])
 
 
 def bench_forward(sec: Section, spawner: Spawner) -> None:
@@ -422,7 +410,6 @@ def bench_forward(sec: Section, spawner: Spawner) -> None:
         f"classify {bs}": lambda bs=bs: net.classify(images, bs) for bs in BATCH_SIZES
     }
     fns["textbook"] = lambda: tb.accuracy(params, x, labels, 100)
-    fns["matmuls"] = matmul_chain(params, x)
     t = interleaved(fns, repeat=9)
     rivals = _rivals(sec, params, images)
     # Engines with threads of their own are timed apart, once OpenBLAS's idle threads,
@@ -446,18 +433,18 @@ def bench_forward(sec: Section, spawner: Spawner) -> None:
     # As `evaluate` runs it: a fresh process, OpenBLAS on one thread, classify's own threads.
     child = _classify_child(spawner)
     for bs in BATCH_SIZES:
-        sec.rows.append(Row(f"as evaluate runs it, batch {bs}", n / child[bs], "images/s"))
+        sec.rows.append(Row(f"as evaluate runs it, batch {bs}", n / child[str(bs)], "images/s"))
     for name, secs in ({"textbook": t["textbook"]} | at100).items():
         label = f"as evaluate runs it / {name} at batch 100: time"
-        sec.rows.append(Row(label, child[100] / secs, "x"))
+        sec.rows.append(Row(label, child["100"] / secs, "x"))
     peak = gemm_peak()
     limit = flops(params, n) / peak
     fast = min(t[f"classify {bs}"] for bs in BATCH_SIZES if bs >= 1000)
-    fast_child = min(child[bs] for bs in BATCH_SIZES if bs >= 1000)
+    fast_child = min(child[str(bs)] for bs in BATCH_SIZES if bs >= 1000)
+    one, mm = child["one thread"], child["matmuls, one thread"]
     sec.rows += [
         Row("float32 GEMM peak", peak / 1e9, "GFLOP/s"),
         Row(f"GEMM limit for {flops(params, n) / 1e6:.0f} MFLOP", limit * 1e3, "ms"),
-        Row(f"the 3 matmuls alone, batch {n}", t["matmuls"] * 1e3, "ms"),
         Row("classify, best of batch >= 1000", fast * 1e3, "ms"),
         Row("classify (batch >= 1000) / GEMM limit: time", fast / limit, "x"),
         Row("as evaluate runs it, best of batch >= 1000", fast_child * 1e3, "ms"),
@@ -467,7 +454,12 @@ def bench_forward(sec: Section, spawner: Spawner) -> None:
             "x",
             TARGETS["gemm"],
         ),
-        Row("classify (batch >= 1000) / the 3 matmuls: time", fast / t["matmuls"], "x"),
+        # Where the time goes, on one core: the products alone, then all of classify.
+        Row("the 3 matmuls alone, 1000-row slices, one thread", mm * 1e3, "ms"),
+        Row("the same / 2 cores / GEMM limit: time", mm / 2 / limit, "x"),
+        Row("classify, batch 1000, one thread", one * 1e3, "ms"),
+        Row("classify / the 3 matmuls, one thread: time", one / mm, "x"),
+        Row("speed-up of classify's threads", one / fast_child, "x"),
     ]
     for name in rivals:  # how near a tuned engine gets to the limit on this machine
         best = min(t[f"{name} {bs}"] for bs in BATCH_SIZES if bs >= 1000)
