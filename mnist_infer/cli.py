@@ -108,8 +108,21 @@ def download(
     help="Weights file: the textbook's pickled dict (.pkl) or .npz  [default: the shipped"
     " weights/mnist-mlp-784-50-100-10.pkl].",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Images per forward pass; the results are the same for every size (batches"
+    " above 1000 run in slices of 1000).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "train"]),
+    default="test",
+    show_default=True,
+    help="The 10,000 test images or the 60,000 training images.",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N images.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the accuracy line.")
@@ -256,7 +269,13 @@ def info(weights_path: Path | None) -> None:
     metavar="FOLDER",
     help="Write each 28x28 digit the network saw as FOLDER/<stem>.png.",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Images per forward pass (the predictions do not depend on it).",
+)
 @click.option(
     "--jobs",
     "-j",
@@ -352,7 +371,13 @@ def predict(
 
 
 @cli.command()
-@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "train"]),
+    default="test",
+    show_default=True,
+    help="The 10,000 test images or the 60,000 training images.",
+)
 @click.option(
     "--index", type=click.IntRange(min=0), default=0, show_default=True, help="First digit."
 )
@@ -412,8 +437,20 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
     callback=_sizes,
     help="Hidden layer sizes, comma-separated (the textbook's network is 50,100).",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Passes over the training images.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Training images per gradient step.",
+)
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
@@ -425,6 +462,7 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
     type=click.Choice(["sgd", "momentum", "adam"]),
     default="adam",
     show_default=True,
+    help="How the gradients update the weights.",
 )
 @click.option(
     "--weight-decay",

@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import click
 from click.testing import CliRunner
 
 from mnist_infer import __version__
@@ -43,3 +44,14 @@ def test_ctrl_c_is_a_one_line_error_with_exit_130() -> None:
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert (out, err) == ("", "Error: interrupted\n")
+
+
+def test_every_option_is_explained() -> None:
+    options = [
+        (name, p)
+        for name, command in cli.commands.items()
+        for p in command.params
+        if isinstance(p, click.Option)
+    ]
+    assert len(options) > 30
+    assert [(name, p.opts) for name, p in options if not p.help] == []
