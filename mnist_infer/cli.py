@@ -255,8 +255,8 @@ def info(weights_path: Path | None) -> None:
     show_default=True,
     help="Also show the runners-up.",
 )
-@click.option("--json", "fmt", flag_value="json", help="JSON lines: one object per image.")
-@click.option("--csv", "fmt", flag_value="csv", help="CSV with a header row.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines: one object per image.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
 @click.option(
     "--show",
     is_flag=True,
@@ -289,7 +289,8 @@ def predict(
     invert: str,
     no_preprocess: bool,
     top_k: int,
-    fmt: str | None,
+    as_json: bool,
+    as_csv: bool,
     show: bool,
     save_dir: Path | None,
     batch_size: int,
@@ -313,6 +314,9 @@ def predict(
     import os
     import sys
 
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv cannot be used together")
+    fmt = "json" if as_json else "csv" if as_csv else None
     # Batches this small gain nothing from BLAS threads, whose busy-waiting would take
     # the CPU from the processes decoding images (effective only before numpy loads).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

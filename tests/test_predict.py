@@ -156,6 +156,13 @@ def test_save_preprocessed_inside_a_file_is_refused(tmp_path: Path, weights: Pat
     assert res.stdout == ""
 
 
+def test_json_and_csv_together_are_refused(tmp_path: Path, weights: Path) -> None:
+    res = invoke(weights, "--json", "--csv", str(_digit_png(tmp_path / "a.png")))
+    assert res.exit_code == 2
+    assert res.stderr.endswith("Error: --json and --csv cannot be used together\n")
+    assert res.stdout == ""
+
+
 def test_stdin(tmp_path: Path, weights: Path) -> None:
     png = _digit_png(tmp_path / "a.png").read_bytes()
     res = invoke(weights, "-", stdin=png)
