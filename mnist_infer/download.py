@@ -326,8 +326,10 @@ def _install_from(f: BinaryIO, spec: FileSpec, cache: Path) -> None:
 def _read(stream: BinaryIO | gzip.GzipFile) -> bytes:
     try:
         return stream.read(1 << 20)
-    except (OSError, EOFError, zlib.error) as e:
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise _Failed(f"undecodable gzip data ({e})", delivered=True) from None
+    except OSError as e:  # the disk, not the data
+        raise _Failed(f"read error: {e.strerror or e}") from None
 
 
 def _matches(path: Path, spec: FileSpec) -> bool:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
+import io
 import socket
 import threading
 import time
@@ -16,7 +18,7 @@ from loopback import Loopback, MiniMnist, Reply, dropped, html_page, ok, stalled
 from mnist_infer import dataset
 from mnist_infer.cli import cli
 from mnist_infer.dataset import FILES, load_arrays
-from mnist_infer.download import DEFAULT_MIRRORS, default_mirrors, fetch
+from mnist_infer.download import DEFAULT_MIRRORS, _Failed, _read, default_mirrors, fetch
 from mnist_infer.errors import IntegrityError, NetworkError, UsageError
 
 LABELS = "t10k-labels-idx1-ubyte"
@@ -194,6 +196,19 @@ def test_single_bad_mirror_fails_cleanly(
     assert f"{images} -> " in msg
     assert REASON[case] in msg
     assert_good_cache(cache_dir, mini_mnist, {IMAGES})
+
+
+class _FailingDisk(io.RawIOBase):
+    def readinto(self, b: Any) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_read_error_is_not_called_bad_data(gzipped: bool) -> None:
+    stream: Any = gzip.GzipFile(fileobj=_FailingDisk()) if gzipped else _FailingDisk()
+    with pytest.raises(_Failed, match=r"^read error: Input/output error$") as e:
+        _read(stream)
+    assert not e.value.delivered  # a fault of this mirror, not a wrong file
 
 
 def test_retry_recovers_from_a_transient_error(
