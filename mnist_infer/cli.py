@@ -260,7 +260,7 @@ def info(weights_path: Path | None) -> None:
 @click.option(
     "--show",
     is_flag=True,
-    help="Draw the 28x28 digit the network saw (on stderr with --json/--csv).",
+    help="Draw the 28x28 digit the network saw (on stderr with --json/--csv, under the file name).",
 )
 @click.option(
     "--save-preprocessed",
@@ -363,6 +363,8 @@ def predict(
         else:
             out.write(pr.text_line(r, top_k) + "\n")
         if show:
+            if fmt is not None:  # stdout stays machine-readable; stderr says whose digit it is
+                click.echo(f"{r.path}:", err=True)
             click.echo(to_art(r.digit) + "\n", err=fmt is not None)
         if save_dir is not None:
             save_png(r.digit, name(r.path))

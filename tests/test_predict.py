@@ -114,11 +114,15 @@ def test_show_draws_what_the_network_saw(tmp_path: Path, weights: Path) -> None:
     assert art == ["".join(2 * ramp[int(v) * 10 >> 8] for v in row) for row in SEVEN]
 
 
-def test_show_goes_to_stderr_with_json(tmp_path: Path, weights: Path) -> None:
-    res = invoke(weights, "--json", "--show", str(_digit_png(tmp_path / "a.png")))
-    json.loads(res.stdout)
-    assert len(res.stderr.split("\n")[0]) == 2 * SIZE
-    assert "@" in res.stderr
+@pytest.mark.parametrize("fmt", ["--json", "--csv"])
+def test_show_goes_to_stderr_with_json_or_csv(tmp_path: Path, weights: Path, fmt: str) -> None:
+    paths = [str(_digit_png(tmp_path / f"{c}.png", k)) for k, c in enumerate("ab")]
+    res = invoke(weights, fmt, "--show", *paths)
+    assert "@" not in res.stdout
+    lines = res.stderr.split("\n")
+    assert [lines[0], lines[30]] == [f"{paths[0]}:", f"{paths[1]}:"]
+    assert [len(line) for line in lines[1:29]] == [2 * SIZE] * SIZE
+    assert "@" in "".join(lines[1:29])
 
 
 def test_save_preprocessed(tmp_path: Path, weights: Path) -> None:
