@@ -37,6 +37,14 @@ cache_dir_option = click.option(
     help="Folder for the verified MNIST files (default: the user cache folder).",
 )
 
+split_option = click.option(
+    "--split",
+    type=click.Choice(["test", "train"]),
+    default="test",
+    show_default=True,
+    help="The 10,000 test images or the 60,000 training images.",
+)
+
 mirror_option = click.option(
     "--mirror",
     "mirrors",
@@ -116,13 +124,7 @@ def download(
     help="Images per forward pass; the results are the same for every size (batches"
     " above 1000 run in slices of 1000).",
 )
-@click.option(
-    "--split",
-    type=click.Choice(["test", "train"]),
-    default="test",
-    show_default=True,
-    help="The 10,000 test images or the 60,000 training images.",
-)
+@split_option
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N images.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the accuracy line.")
@@ -377,13 +379,7 @@ def predict(
 
 
 @cli.command()
-@click.option(
-    "--split",
-    type=click.Choice(["test", "train"]),
-    default="test",
-    show_default=True,
-    help="The 10,000 test images or the 60,000 training images.",
-)
+@split_option
 @click.option(
     "--index", type=click.IntRange(min=0), default=0, show_default=True, help="First digit."
 )
