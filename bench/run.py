@@ -383,6 +383,20 @@ def _rivals(
     }
 
 
+def products(params: dict[str, np.ndarray], x: np.ndarray, bs: int) -> Callable[[], object]:
+    """The three matrix products of the forward pass alone, over float input x, bs rows at a
+    time, as plain numpy code with BLAS's own threads runs them."""
+    ws = [np.asarray(params[f"W{i}"], np.float32) for i in range(1, 4)]
+
+    def run() -> None:
+        for s in range(0, len(x), bs):
+            h = x[s : s + bs]
+            for w in ws:
+                h = h @ w
+
+    return run
+
+
 def _classify_child(spawner: Spawner) -> dict[str, float]:
     """Best classify times per batch size in a child with OPENBLAS_NUM_THREADS=1, plus
     classify on one thread and the three matmuls alone on one thread (see the script)."""
@@ -416,7 +430,8 @@ def bench_forward(sec: Section, spawner: Spawner) -> None:
     # which spin for a while after each product, have gone to sleep.
     time.sleep(0.5)
     t |= interleaved(
-        {f"{name} {bs}": fn for name, by_size in rivals.items() for bs, fn in by_size.items()},
+        {f"{name} {bs}": fn for name, by_size in rivals.items() for bs, fn in by_size.items()}
+        | {f"matmuls {bs}": products(params, x, bs) for bs in BATCH_SIZES if bs >= 1000},
         repeat=9,
     )
     for bs in BATCH_SIZES:
@@ -460,6 +475,12 @@ def bench_forward(sec: Section, spawner: Spawner) -> None:
         Row("classify, batch 1000, one thread", one * 1e3, "ms"),
         Row("classify / the 3 matmuls, one thread: time", one / mm, "x"),
         Row("speed-up of classify's threads", one / fast_child, "x"),
+    ]
+    bare = min(t[f"matmuls {bs}"] for bs in BATCH_SIZES if bs >= 1000)
+    sec.rows += [
+        Row("numpy's 3 matmuls alone, float input, BLAS threads", bare * 1e3, "ms"),
+        Row("numpy's 3 matmuls alone / GEMM limit: time", bare / limit, "x"),
+        Row("as evaluate runs it / numpy's 3 matmuls alone: time", fast_child / bare, "x"),
     ]
     for name in rivals:  # how near a tuned engine gets to the limit on this machine
         best = min(t[f"{name} {bs}"] for bs in BATCH_SIZES if bs >= 1000)
