@@ -27,6 +27,8 @@ class _Group(click.Group):
             raise _Failure(err) from None
         except KeyboardInterrupt:
             raise _Failure(Interrupted("interrupted")) from None
+        except MemoryError as err:  # numpy's message says how much and for what
+            raise _Failure(MnistInferError(f"not enough memory: {err}")) from None
 
 
 cache_dir_option = click.option(
@@ -61,7 +63,7 @@ def cli() -> None:
     """Download MNIST, load textbook-style weights safely, and run fast MLP inference.
 
     Exit codes: 0 ok, 1 other error, 2 usage, 3 network, 4 integrity/checksum,
-    5 bad input file.
+    5 bad input file, 130 interrupted.
     """
 
 
@@ -169,6 +171,10 @@ def evaluate(
     try:
         from mnist_infer import evaluate as ev
 
+        if report_dir is not None:
+            from mnist_infer.files import writable_folder
+
+            writable_folder(report_dir)  # before the work, not after it
         result = ev.evaluate(
             weights_path,
             split,
@@ -248,7 +254,8 @@ def info(weights_path: Path | None) -> None:
 @click.option(
     "--no-preprocess",
     is_flag=True,
-    help="Images already are MNIST-format 28x28 digits: only convert to grayscale.",
+    help="Images already are MNIST-format 28x28 digits: only convert to grayscale (and"
+    " invert as --invert says).",
 )
 @click.option(
     "--top-k",
@@ -323,17 +330,12 @@ def predict(
     # the CPU from the processes decoding images (effective only before numpy loads).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from mnist_infer import predict as pr
+    from mnist_infer.files import writable_folder
     from mnist_infer.image import save_png, to_art
 
     net = pr.load_network(weights_path)
     if save_dir is not None:
-        try:
-            save_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise click.BadParameter(
-                f"cannot create {save_dir}: {err.strerror or err}", param_hint="--save-preprocessed"
-            ) from None
-        name = pr.PngNamer(save_dir)
+        name = pr.PngNamer(writable_folder(save_dir))
     results = pr.predict_files(
         inputs,
         net,
@@ -474,7 +476,11 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
     help="L2 penalty on the weights (not the biases).",
 )
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Same seed, same machine: same weights."
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Same seed, same machine: same weights.",
 )
 @click.option(
     "--augment",
@@ -558,4 +564,17 @@ def train(
 
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="mnist-infer")
+    import errno
+    import os
+    import sys
+
+    try:
+        cli.main(prog_name="mnist-infer")
+    except OSError as err:  # click itself handles a closed pipe (EPIPE)
+        if err.filename or err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+            raise
+        click.echo(f"Error: cannot write the output: {err.strerror}", err=True)
+        # What is still buffered would fail again when Python flushes it on exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)

@@ -121,8 +121,28 @@ def load_arrays(
         return read_pair(images, labels)
     except IdxFormatError as e:
         raise IntegrityError(
-            f"cached MNIST file is damaged: {e}; run `mnist-infer download --force`"
+            f"cached MNIST file is damaged: {e}; run `{_repair_command(split, cache, mirrors)}`"
         ) from None
+
+
+def _repair_command(split: str, cache: Path, mirrors: Sequence[str] | None) -> str:
+    """The `download` command that replaces the split's damaged files in `cache`.
+
+    No --force: download re-hashes what is cached and fetches again what does not verify.
+    --cache-dir and --mirror only when `download` would otherwise use another folder or
+    other mirrors (it reads $MNIST_INFER_CACHE and $MNIST_INFER_MIRRORS itself).
+    """
+    import shlex
+
+    from mnist_infer.download import default_mirrors
+
+    args = ["mnist-infer", "download", "--split", split]
+    if cache.absolute() != resolve_cache_dir().absolute():
+        args += ["--cache-dir", str(cache)]
+    if mirrors is not None and list(mirrors) != default_mirrors():
+        for m in mirrors:
+            args += ["--mirror", m]
+    return shlex.join(args)
 
 
 def load_mnist(

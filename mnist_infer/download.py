@@ -79,10 +79,12 @@ def fetch(
     """Make the split's files present and verified in the cache; return one Result per file.
 
     Cached files are re-hashed; bad ones are deleted, good ones kept (`force` re-fetches them,
-    keeping each until its new copy is verified). For the others each mirror is tried in
-    order; transient errors (connection, timeout, HTTP 5xx/429) are retried `retries` times
-    with exponential `backoff`. A file is accepted when its decompressed bytes
-    match the pinned size and SHA-256, whether the mirror serves it gzipped or not.
+    keeping each until its new copy is verified); when all are good and not `force`, nothing
+    is written and the cache's lock is not taken, so a read-only cache works. For the others
+    each mirror is tried in order; transient errors (connection, timeout, HTTP 5xx/429) are
+    retried `retries` times with exponential `backoff`. A file is accepted when its
+    decompressed bytes match the pinned size and SHA-256, whether the mirror serves it
+    gzipped or not.
 
     Failure rule: if every mirror delivered a complete file and each failed verification
     (wrong size, checksum mismatch, undecodable gzip), raise IntegrityError (exit 4);
@@ -96,6 +98,11 @@ def fetch(
     for base in bases:
         _check_mirror(base)
     cache = resolve_cache_dir(cache_dir)
+    if not force and (present := _present(cache, specs)) is not None:
+        for r in present:
+            if report is not None:
+                report(r)
+        return present
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -129,6 +136,22 @@ def fetch(
             if report is not None:
                 report(r)
             results.append(r)
+    return results
+
+
+def _present(cache: Path, specs: list[FileSpec]) -> list[Result] | None:
+    """The Results if every file is cached and verifies, else None; read-only, so no lock.
+
+    A read-only cache (shared by other users, say) is usable, as for loading: nothing is
+    written, and entries are only ever renamed into place whole and verified, so a file
+    read while another process downloads is complete. Anything else takes the lock.
+    """
+    results = []
+    for spec in specs:
+        target = cache / spec.name
+        if not _matches(target, spec):
+            return None
+        results.append(Result(spec.name, target, str(target), spec.size, cached=True))
     return results
 
 
@@ -171,7 +194,7 @@ class _Fetcher:
         raise _all_failed(spec, failures, self.names)
 
     def _from_mirror(self, base: str, spec: FileSpec) -> str:
-        if not re.match(r"https?://", base, re.IGNORECASE):
+        if _is_local(base):
             return _from_folder(_folder(base), spec, self.cache)
         url = base.rstrip("/") + "/" + spec.gz_name
         attempt = 0
@@ -263,6 +286,8 @@ def _innermost(e: BaseException) -> str:
 def _from_folder(folder: Path, spec: FileSpec, cache: Path) -> str:
     """Install `spec` from `folder/name.gz` or `folder/name`."""
     if not folder.is_dir():
+        if folder.exists():
+            raise _Failed(f"{folder} is not a folder")
         raise _Failed(f"no such folder {folder}")
     found = [p for p in (folder / spec.gz_name, folder / spec.name) if p.is_file()]
     if not found:
@@ -352,11 +377,30 @@ def _all_failed(
             f"{spec.name}: no mirror delivered the expected data ({tried});"
             " the mirrors may hold different files, try another --mirror"
         )
-    return NetworkError(
-        f"could not download {spec.gz_name} from any mirror ({tried}); download the"
-        f" files by hand ({', '.join(names)}) into a folder and run"
-        " `mnist-infer download --mirror DIR`"
-    )
+    if all(_is_local(base) for base, _ in failures):
+        # The user already did what the hint below says: tell them what the folder must hold.
+        folders = list(dict.fromkeys(str(_folder(base)) for base, _ in failures))
+        where, between = (folders[0], "") if len(folders) == 1 else (_and(folders), " between them")
+        hint = (
+            f"{where} must hold {_and(names)}{between}"
+            " (gzipped or decompressed; names without .gz work too)"
+        )
+    else:
+        hint = (
+            f"download the files by hand ({', '.join(names)}) into a folder and run"
+            " `mnist-infer download --mirror DIR`"
+        )
+    return NetworkError(f"could not download {spec.gz_name} from any mirror ({tried}); {hint}")
+
+
+def _and(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _is_local(base: str) -> bool:
+    """A folder or file:// URL, not an http(s) mirror."""
+    return not re.match(r"https?://", base, re.IGNORECASE)
 
 
 def _check_mirror(base: str) -> None:
@@ -375,19 +419,22 @@ def _folder(base: str) -> Path:
 
 @contextmanager
 def _part(cache: Path, name: str) -> Iterator[Path]:
-    """A temporary file in the cache folder, removed on exit unless renamed away."""
-    while True:
-        tmp = cache / f".{name}.{os.urandom(4).hex()}{PART_SUFFIX}"
-        try:  # unlike mkstemp, mode 0o666 lets the umask decide who may read the cache
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
+    """A new empty temporary file in the cache folder, removed on exit unless renamed away."""
+    # As in files.atomic_write, the cleanup covers the moment the file is created: a Ctrl-C
+    # just after it must not leave an empty one behind.
+    tmp: Path | None = None
     try:
+        while tmp is None:
+            tmp = cache / f".{name}.{os.urandom(4).hex()}{PART_SUFFIX}"
+            try:  # unlike mkstemp, mode 0o666 lets the umask decide who may read the cache
+                open(tmp, "xb").close()  # "x": O_CREAT | O_EXCL
+            except FileExistsError:
+                tmp = None  # not ours
         yield tmp
     finally:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 def _remove_partials(cache: Path) -> None:

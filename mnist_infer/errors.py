@@ -55,6 +55,12 @@ class OutputExistsError(MnistInferError):
     exit_code = 1
 
 
+class TrainingDiverged(MnistInferError):
+    """Training produced a non-finite loss or weights."""
+
+    exit_code = 1
+
+
 class Interrupted(MnistInferError):
     """Long work stopped by Ctrl-C after saving what it had."""
 

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 from mnist_infer.errors import MnistInferError
 
 
-def _create_beside(p: Path) -> tuple[int, Path]:
-    """A new, empty, uniquely named hidden file in p's folder, open for writing."""
-    import secrets
+def writable_folder(path: str | os.PathLike[str]) -> Path:
+    """Create the folder path if missing; raise MnistInferError unless files can be made in it.
 
-    while True:
-        tmp = p.with_name(f".{p.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            # Mode 0o666 lets the umask set the permissions, as for any new file.
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
-        except FileExistsError:
-            continue
+    Checked before long work, so that it fails at once rather than after the work is done.
+    """
+    import tempfile
+
+    d = Path(path)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=d):
+            pass
+    except (FileExistsError, NotADirectoryError):
+        file = next((p for p in (d, *d.parents) if p.exists() and not p.is_dir()), d)
+        raise MnistInferError(f"cannot write to folder {d}: {file} is a file") from None
+    except OSError as e:
+        raise MnistInferError(f"cannot write to folder {d}: {e.strerror or e}") from None
+    return d
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> None:
@@ -31,18 +39,36 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _create_beside(p)
-    except FileExistsError:  # from mkdir: the folder's name is taken by a file
+    except FileExistsError:  # the folder's name is taken by a file
         raise MnistInferError(f"cannot write {p}: {p.parent} is not a folder") from None
     except OSError as e:
         raise MnistInferError(f"cannot write {p}: {e.strerror or e}") from None
+    # `tmp` names the temporary file from before it is created until it is renamed away, and
+    # one handler covers that whole span: a KeyboardInterrupt can arrive between any two
+    # bytecodes, e.g. just after the file was created and before anything else is known.
+    tmp: Path | None = None
+    f: BinaryIO | None = None
     try:
-        with os.fdopen(fd, "wb") as f:
+        while f is None:
+            name = p.with_name(f".{p.name}.{os.urandom(4).hex()}.tmp")
+            tmp = name
+            try:
+                # "x" is O_CREAT | O_EXCL and the mode 0o666, so the umask sets the permissions
+                # as for any new file. The file object is made in C: should an exception drop
+                # it before it is bound to f, it closes its descriptor itself.
+                f = open(name, "xb")  # noqa: SIM115 # closed below
+            except FileExistsError:
+                tmp = None  # another writer's file: not ours to remove
+        with f:
             write(f)
-        os.replace(tmp, p)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise MnistInferError(f"cannot write {p}: {e.strerror or e}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        os.replace(name, p)
+        tmp = None
+    except BaseException as e:
+        if f is not None:
+            f.close()
+        if tmp is not None:
+            with suppress(OSError):  # the error that brought us here matters more
+                tmp.unlink()
+        if isinstance(e, OSError):
+            raise MnistInferError(f"cannot write {p}: {e.strerror or e}") from None
         raise

@@ -376,15 +376,13 @@ def export_digits(
     """
     from mnist_infer.dataset import load_arrays
     from mnist_infer.errors import UsageError
+    from mnist_infer.files import writable_folder
 
     images, labels = load_arrays(split, cache_dir, mirrors=mirrors, quiet=quiet)
     n = len(images)
     if start >= n:
         raise UsageError(f"--index {start} is past the end: the {split} split has {n} images")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"cannot create folder {out}: {err.strerror or err}") from None
+    writable_folder(out)
     written = []
     for i in range(start, min(start + count, n)):
         digit = images[i].reshape(SIZE, SIZE)

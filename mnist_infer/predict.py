@@ -186,7 +186,7 @@ def predict_files(
 ) -> Iterator[Prediction | Failure]:
     """Predictions and failures in input order; memory is bounded by the batch size."""
     pending: list[Loaded] = []
-    batch = np.empty((batch_size, 784), np.uint8)
+    batch = np.empty((min(batch_size, 1024), 784), np.uint8)  # grows up to batch_size
     n = 0
 
     def flush() -> Iterator[Prediction | Failure]:
@@ -204,6 +204,8 @@ def predict_files(
     for item in _loaded(items, invert, raw, jobs):
         pending.append(item)
         if item[1] is not None:
+            if n == len(batch):
+                batch = np.resize(batch, (min(2 * n, batch_size), 784))
             batch[n] = item[1].ravel()
             n += 1
         if len(pending) >= batch_size:

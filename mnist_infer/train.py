@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import signal
 import threading
 import time
@@ -18,8 +19,8 @@ from numpy.typing import NDArray
 
 from mnist_infer.errors import (
     Interrupted,
-    MnistInferError,
     OutputExistsError,
+    TrainingDiverged,
     UsageError,
     WeightsError,
 )
@@ -28,6 +29,7 @@ from mnist_infer.network import Network
 from mnist_infer.optimizers import OPTIMIZERS, Optimizer
 
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 0.003}
+MAX_HIDDEN = 100_000  # 784 x 100,000 float32 weights are already 314 MB
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,20 @@ class TrainOptions:
             raise UsageError(
                 f"unknown optimizer {self.optimizer!r} (expected one of {', '.join(OPTIMIZERS)})"
             )
-        if not self.hidden or min(self.hidden) < 1:
-            raise UsageError(f"hidden layer sizes must be positive, found {self.hidden}")
+        if not self.hidden or not 1 <= min(self.hidden) <= max(self.hidden) <= MAX_HIDDEN:
+            raise UsageError(
+                f"hidden layer sizes must be between 1 and {MAX_HIDDEN:,}, found {self.hidden}"
+            )
         if self.epochs < 1 or self.batch_size < 1:
             raise UsageError("epochs and batch size must be at least 1")
-        if self.rate <= 0 or self.weight_decay < 0:
-            raise UsageError("learning rate must be positive and weight decay not negative")
+        if not (math.isfinite(self.rate) and self.rate > 0):
+            raise UsageError(f"learning rate must be a positive number, found {self.rate}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise UsageError(
+                f"weight decay must be 0 or a positive number, found {self.weight_decay}"
+            )
+        if self.seed < 0:
+            raise UsageError(f"seed must not be negative, found {self.seed}")
         if self.val_size < 0:
             raise UsageError(f"validation size must not be negative, found {self.val_size}")
 
@@ -169,10 +179,11 @@ class _Run:
         from mnist_infer.weights import load_weights
 
         wpath, spath = checkpoint_paths(out)
-        if not (wpath.is_file() and spath.is_file()):
+        missing = [p for p in (wpath, spath) if not p.is_file()]
+        if missing:
+            found = "" if len(missing) == 2 else f" ({missing[0].name} is missing)"
             raise UsageError(
-                f"cannot resume: no checkpoint {wpath} (with {spath.name});"
-                " run without --resume to start afresh"
+                f"cannot resume: no checkpoint {wpath}{found}; run without --resume to start afresh"
             )
         params = load_weights(wpath)
         try:
@@ -192,9 +203,11 @@ class _Run:
                 f"cannot resume: {spath} is not a valid training state (corrupt or written by"
                 " another version); run without --resume to start afresh"
             ) from None
-        if asdict(saved) | {"epochs": 0} != asdict(self.opts) | {"epochs": 0}:
+        changed = _diff(saved, self.opts)
+        if changed:  # the same options, so the run ends as it would have without the stop
             raise UsageError(
-                f"cannot resume: {spath} was written with other options ({_diff(saved, self.opts)})"
+                f"cannot resume: {spath} was written with other options ({changed});"
+                " run with the same options as before"
             )
         self.net = Network(params)
         self.opt.state = dict(opt_state)
@@ -207,10 +220,9 @@ class _Run:
 
 
 def _diff(a: TrainOptions, b: TrainOptions) -> str:
-    da, db = asdict(a), asdict(b)
-    return ", ".join(
-        f"{k}: {da[k]} then, {db[k]} now" for k in da if da[k] != db[k] and k != "epochs"
-    )
+    """The options that differ, as `name: old then, new now`; lr as the rate in effect."""
+    da, db = asdict(a) | {"lr": a.rate}, asdict(b) | {"lr": b.rate}
+    return ", ".join(f"{k}: {da[k]} then, {db[k]} now" for k in da if da[k] != db[k])
 
 
 def train(
@@ -231,6 +243,7 @@ def train(
     to report accuracy after training). Ctrl-C saves a checkpoint and raises Interrupted.
     """
     from mnist_infer.dataset import data_hashes, load_arrays
+    from mnist_infer.files import writable_folder
     from mnist_infer.weights import PICKLE_SUFFIXES, file_sha256, save_weights
 
     opts.check()
@@ -239,13 +252,10 @@ def train(
         raise UsageError(f"cannot save weights as {out}: unknown suffix (use .pkl or .npz)")
     if out.exists() and not force:
         raise OutputExistsError(f"{out} exists; pass --force to overwrite it")
-    try:  # find out now, not after the first epoch, that the weights cannot be written
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        why = f"{out.parent} is not a folder" if out.parent.exists() else e.strerror or e
-        raise MnistInferError(f"cannot write {out}: {why}") from None
-
+    writable_folder(out.parent)  # now, not after the first epoch
     images, labels = load_arrays("train", cache_dir, mirrors=mirrors, quiet=not progress)
+    if evaluate_test:  # fetched now: a missing test split must not cost a finished run
+        x_test, t_test = load_arrays("test", cache_dir, mirrors=mirrors, quiet=not progress)
     opts.check_size(len(images))
     hashes = data_hashes("train")
     split = np.random.default_rng([opts.seed, 1]).permutation(len(images))
@@ -281,7 +291,6 @@ def train(
     params = {k: v.copy() for k, v in run.net.params.items()}
     result = TrainResult(path=out, params=params, history=run.history)
     if evaluate_test:
-        x_test, t_test = load_arrays("test", cache_dir, mirrors=mirrors, quiet=not progress)
         pred, _ = run.net.classify(x_test, 1000)
         result.test_accuracy = float(np.mean(pred == t_test))
     meta: dict[str, Any] = {
@@ -341,14 +350,19 @@ def _epoch(
             x = augment(images[idx], run.rng) if opts.augment else images[idx].astype(np.float32)
             x *= scale
             t = labels[idx]
-            grads = net.gradient(x, t)
+            with np.errstate(over="ignore", invalid="ignore"):  # divergence is caught below
+                grads = net.gradient(x, t)
             y = net.last.y
             assert y is not None
-            loss_sum += cross_entropy_error(y, t) * len(t)
+            loss = cross_entropy_error(y, t)
+            if not math.isfinite(loss):
+                raise _diverged(run, run.batch + 1, per_epoch, f"the loss became {loss}")
+            loss_sum += loss * len(t)
             hits += int(np.sum(y.argmax(axis=1) == t))
             seen += len(t)
             step = run.epoch * per_epoch + run.batch
-            run.opt.update(net.params, grads, cosine(opts.rate, step, total))
+            with np.errstate(over="ignore", invalid="ignore"):
+                run.opt.update(net.params, grads, cosine(opts.rate, step, total))
             run.batch += 1
             run.partial = [loss_sum, hits, seen, before + time.perf_counter() - t0]
             if bar is not None:
@@ -357,6 +371,8 @@ def _epoch(
         if bar is not None:
             bar.close()  # also on Ctrl-C, so the message that follows starts on a clean line
     secs = before + time.perf_counter() - t0
+    if not all(np.isfinite(v).all() for v in net.params.values()):
+        raise _diverged(run, per_epoch, per_epoch, "the weights are no longer finite")
     val = None
     if len(x_val):
         pred, _ = net.classify(x_val, 1000)
@@ -368,6 +384,14 @@ def _epoch(
         val_accuracy=val,
         images_per_second=seen / secs if secs > 0 else 0.0,
         seconds=secs,
+    )
+
+
+def _diverged(run: _Run, batch: int, per_epoch: int, what: str) -> TrainingDiverged:
+    o = run.opts
+    return TrainingDiverged(
+        f"training diverged in epoch {run.epoch + 1} at batch {batch}/{per_epoch}:"
+        f" {what}; try a lower --lr (now {o.rate:g}) or --weight-decay (now {o.weight_decay:g})"
     )
 
 

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from mnist_infer import __version__
@@ -13,7 +15,11 @@ from mnist_infer.cli import cli
 def test_help_lists_exit_codes() -> None:
     res = CliRunner().invoke(cli, ["--help"])
     assert res.exit_code == 0
-    assert "Exit codes" in res.output
+    text = " ".join(res.output.split())  # click rewraps the paragraph
+    assert (
+        "Exit codes: 0 ok, 1 other error, 2 usage, 3 network, 4 integrity/checksum,"
+        " 5 bad input file, 130 interrupted." in text
+    )
 
 
 def test_version() -> None:
@@ -55,3 +61,28 @@ def test_every_option_is_explained() -> None:
     ]
     assert len(options) > 30
     assert [(name, p.opts) for name, p in options if not p.help] == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("args", [["--help"], ["info"]])
+def test_full_disk_on_standard_output_is_a_one_line_error(args: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        res = subprocess.run(
+            [sys.executable, "-m", "mnist_infer", *args], stdout=full, stderr=subprocess.PIPE
+        )
+    assert res.returncode == 1
+    assert res.stderr.decode() == "Error: cannot write the output: No space left on device\n"
+
+
+def test_out_of_memory_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mnist_infer.weights
+
+    def describe(path: object) -> None:
+        raise MemoryError("Unable to allocate 1.00 TiB for an array with shape (2**38,)")
+
+    monkeypatch.setattr(mnist_infer.weights, "describe", describe)
+    res = CliRunner().invoke(cli, ["info"])
+    assert res.exit_code == 1
+    assert res.output == (
+        "Error: not enough memory: Unable to allocate 1.00 TiB for an array with shape (2**38,)\n"
+    )

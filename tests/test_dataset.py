@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -7,8 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from loopback import MiniMnist
 
+from mnist_infer import dataset
+from mnist_infer.cli import cli
 from mnist_infer.dataset import (
     FILES,
     data_hashes,
@@ -17,6 +21,7 @@ from mnist_infer.dataset import (
     load_mnist,
     resolve_cache_dir,
 )
+from mnist_infer.download import DEFAULT_MIRRORS
 from mnist_infer.errors import IntegrityError, NetworkError, UsageError
 from mnist_infer.idx import write_idx
 
@@ -63,14 +68,69 @@ def test_load_arrays_from_local_folder(mini_mnist: MiniMnist, cache_dir: Path) -
     assert {p.name for p in cache_dir.iterdir()} == {IMAGES, LABELS, ".lock"}
 
 
-def test_damaged_cache_entry(filled: MiniMnist, cache_dir: Path) -> None:
-    p = cache_dir / LABELS
+DAMAGED = (
+    "cached MNIST file is damaged: {p}: payload truncated: header says 50 = 50 bytes, found 47"
+)
+
+
+@pytest.mark.parametrize(
+    ("cache", "mirrors", "command"),
+    [
+        (None, None, "mnist-infer download --split test"),  # $MNIST_INFER_CACHE
+        ("cache", None, "mnist-infer download --split test"),  # the same folder, by name
+        ("my cache", None, "mnist-infer download --split test --cache-dir '{tmp}/my cache'"),
+        (
+            None,
+            ["/m", "http://h/"],
+            "mnist-infer download --split test --mirror /m --mirror http://h/",
+        ),
+        (None, list(DEFAULT_MIRRORS), "mnist-infer download --split test"),
+    ],
+    ids=["default-cache", "same-cache", "other-cache", "mirrors", "default-mirrors"],
+)
+def test_damaged_cache_entry(
+    mini_mnist: MiniMnist,
+    tmp_path: Path,
+    cache: str | None,
+    mirrors: list[str] | None,
+    command: str,
+) -> None:
+    folder = tmp_path / (cache or "cache")
+    folder.mkdir()
+    for name, raw in mini_mnist.raw.items():
+        (folder / name).write_bytes(raw)
+    p = folder / LABELS
     p.write_bytes(p.read_bytes()[:-3])
     with pytest.raises(IntegrityError) as e:
-        load_arrays("test", cache_dir)
-    assert str(e.value).startswith(f"cached MNIST file is damaged: {p}: payload truncated")
-    assert str(e.value).endswith("run `mnist-infer download --force`")
+        load_arrays("test", cache and folder, mirrors=mirrors)
+    assert str(e.value) == DAMAGED.format(p=p) + f"; run `{command.format(tmp=tmp_path)}`"
     assert e.value.exit_code == 4
+
+
+def test_cli_damaged_cache_entry_names_the_command_that_repairs_it(
+    mini_mnist: MiniMnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dataset, "FILES", mini_mnist.files)
+    monkeypatch.chdir(tmp_path)
+    Path("c2").mkdir()
+    for name, raw in mini_mnist.raw.items():
+        Path("c2", name).write_bytes(raw)
+    Path("c2", IMAGES).write_bytes(mini_mnist.raw[IMAGES][:1000])
+    args = ["-q", "--cache-dir", "c2", "--mirror", str(mini_mnist.folder)]
+    res = CliRunner().invoke(cli, ["evaluate", *args])
+    assert res.exit_code == 4
+    command = f"mnist-infer download --split test --cache-dir c2 --mirror {mini_mnist.folder}"
+    assert res.stderr == (
+        f"Error: cached MNIST file is damaged: c2/{IMAGES}: payload truncated: header"
+        f" says 50x28x28 = 39,200 bytes, found 984; run `{command}`\n"
+    )
+    repair = CliRunner().invoke(cli, shlex.split(command)[1:])
+    assert repair.exit_code == 0, repair.output
+    assert repair.stdout.splitlines() == [
+        f"{IMAGES}  39,216 bytes  verified  ({mini_mnist.folder / IMAGES}.gz)",
+        f"{LABELS}  58 bytes  already cached, verified  (c2/{LABELS})",
+    ]
+    assert CliRunner().invoke(cli, ["evaluate", *args]).exit_code == 0
 
 
 def test_count_mismatch_in_cache(filled: MiniMnist, cache_dir: Path) -> None:

@@ -116,6 +116,43 @@ def test_leftover_partial_files_are_cleaned(
     assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
 
 
+def _created_then_interrupted(file: Any, mode: str = "r", *args: Any, **kw: Any) -> Any:
+    """open() where Ctrl-C arrives just after a temporary file was created ("x" mode)."""
+    f = open(file, mode, *args, **kw)  # noqa: SIM115
+    if "x" not in mode:
+        return f
+    f.close()
+    raise KeyboardInterrupt
+
+
+def _interrupted(*args: Any) -> Any:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("source", ["http", "folder"])
+@pytest.mark.parametrize(
+    ("name", "replacement"),
+    [("open", _created_then_interrupted), ("_read", _interrupted)],
+    ids=["temporary-file-created", "decompressing"],
+)
+def test_ctrl_c_leaves_no_partial_file(
+    loopback: Loopback,
+    mini_mnist: MiniMnist,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    name: str,
+    replacement: Any,
+) -> None:
+    from mnist_infer import download
+
+    base = mini_mnist.serve(loopback, "m") if source == "http" else str(mini_mnist.folder)
+    monkeypatch.setattr(download, name, replacement, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        fetch("test", cache_dir, [base], files=mini_mnist.files, **FAST)
+    assert listing(cache_dir) == set()
+
+
 def _bad_first_mirror(mini: MiniMnist) -> dict[str, Reply]:
     gz = mini.gz(LABELS)
     other = gzip.compress(mini.raw[LABELS][:-1] + b"\x05", mtime=0)
@@ -254,20 +291,26 @@ def test_every_mirror_listed_in_the_error(mini_mnist: MiniMnist, cache_dir: Path
     assert listing(cache_dir) == set()
 
 
-@pytest.mark.parametrize("kind", ["gz", "raw", "file-url"])
+@pytest.mark.parametrize(
+    ("kind", "gzipped", "suffix"),
+    [
+        ("gz", True, ".gz"),
+        ("raw", False, ""),
+        ("file-url", True, ".gz"),
+        ("raw-named-gz", False, ".gz"),
+        ("gz-named-raw", True, ""),
+    ],
+)
 def test_local_folder_mirror(
-    mini_mnist: MiniMnist, cache_dir: Path, tmp_path: Path, kind: str
+    mini_mnist: MiniMnist, cache_dir: Path, tmp_path: Path, kind: str, gzipped: bool, suffix: str
 ) -> None:
     folder = tmp_path / "local"
     folder.mkdir()
     for s in mini_mnist.files:
-        if kind == "raw":
-            (folder / s.name).write_bytes(mini_mnist.raw[s.name])
-        else:
-            (folder / s.gz_name).write_bytes(mini_mnist.gz(s.name))
+        data = mini_mnist.gz(s.name) if gzipped else mini_mnist.raw[s.name]
+        (folder / (s.name + suffix)).write_bytes(data)
     mirror = folder.as_uri() if kind == "file-url" else str(folder)
     res = fetch("all", cache_dir, [mirror], files=mini_mnist.files, **FAST)
-    suffix = "" if kind == "raw" else ".gz"
     assert res[0].source == str(folder / f"train-images-idx3-ubyte{suffix}")
     assert_good_cache(cache_dir, mini_mnist, {s.name for s in mini_mnist.files})
 
@@ -364,6 +407,17 @@ def test_waits_for_a_held_lock(
     assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
 
 
+def test_a_complete_cache_needs_no_lock(
+    filled: MiniMnist, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from filelock import FileLock
+
+    with FileLock(cache_dir / ".lock"):  # another process downloading: readers need not wait
+        res = fetch("test", cache_dir, ["/nowhere"], files=filled.files)
+    assert [(r.name, r.cached) for r in res] == [(IMAGES, True), (LABELS, True)]
+    assert capsys.readouterr().err == ""
+
+
 def test_load_arrays_downloads_missing_split(
     loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path
 ) -> None:
@@ -449,6 +503,42 @@ def test_cli_all_mirrors_fail(loopback: Loopback, cache_dir: Path) -> None:
     assert listing(cache_dir) == set()
 
 
+@pytest.mark.parametrize("case", ["empty", "missing", "regular-file", "file-url", "two"])
+def test_cli_local_mirrors_without_the_files(case: str, tmp_path: Path, cache_dir: Path) -> None:
+    empty, missing, file = tmp_path / "empty", tmp_path / "missing", tmp_path / "file.gz"
+    empty.mkdir()
+    file.write_bytes(b"x")
+    neither = f"neither {IMAGES}.gz nor {IMAGES} is in {empty}"
+    files = f"{IMAGES}.gz and {LABELS}.gz"
+    mirrors, tried, hint = {
+        "empty": ([empty], f"{empty} -> {neither}", f"{empty} must hold {files}"),
+        "missing": (
+            [missing],
+            f"{missing} -> no such folder {missing}",
+            f"{missing} must hold {files}",
+        ),
+        "regular-file": ([file], f"{file} -> {file} is not a folder", f"{file} must hold {files}"),
+        "file-url": (
+            [empty.as_uri()],
+            f"{empty.as_uri()} -> {neither}",
+            f"{empty} must hold {files}",
+        ),
+        "two": (
+            [missing, empty],
+            f"{missing} -> no such folder {missing}; {empty} -> {neither}",
+            f"{missing} and {empty} must hold {files} between them",
+        ),
+    }[case]
+    res = invoke(*(a for m in mirrors for a in ("--mirror", str(m))), "--split", "test")
+    assert res.exit_code == 3
+    assert res.stdout == ""
+    assert res.stderr == (
+        f"Error: could not download {IMAGES}.gz from any mirror ({tried}); {hint}"
+        " (gzipped or decompressed; names without .gz work too)\n"
+    )
+    assert listing(cache_dir) == set()
+
+
 def test_cli_checksum_failure(loopback: Loopback, cache_dir: Path) -> None:
     real = {s.name: s for s in FILES}[IMAGES]
     loopback.route(f"m/{IMAGES}.gz", ok(gzip.compress(bytes(real.size))))
@@ -488,6 +578,50 @@ def test_cli_unusable_cache(
     res = invoke("--mirror", str(mini_files.folder), "--cache-dir", str(cache))
     assert res.exit_code == 1
     assert res.stderr == f"Error: {message.format(cache=cache)}\n"
+
+
+@pytest.fixture
+def unlockable(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache's lock file cannot be created, as in a read-only (e.g. shared) cache."""
+    from filelock import FileLock
+
+    def refuse(self: FileLock, *args: Any, **kw: Any) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(cache_dir / ".lock"))
+
+    monkeypatch.setattr(FileLock, "acquire", refuse)
+
+
+@pytest.mark.usefixtures("unlockable")
+def test_cli_complete_cache_that_cannot_be_locked(mini_files: MiniMnist, cache_dir: Path) -> None:
+    cache_dir.mkdir()
+    for s in mini_files.files:
+        (cache_dir / s.name).write_bytes(mini_files.raw[s.name])
+    res = invoke("--mirror", str(mini_files.folder))
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines() == [
+        f"{s.name}  {s.size:,} bytes  already cached, verified  ({cache_dir / s.name})"
+        for s in mini_files.files
+    ]
+    assert res.stderr == ""
+    assert_good_cache(cache_dir, mini_files, {s.name for s in mini_files.files})
+
+
+@pytest.mark.usefixtures("unlockable")
+@pytest.mark.parametrize(
+    ("cached", "args"), [("train", []), ("all", ["--force"])], ids=["test-missing", "force"]
+)
+def test_cli_cache_that_cannot_be_locked_when_writing(
+    cached: str, args: list[str], mini_files: MiniMnist, cache_dir: Path
+) -> None:
+    cache_dir.mkdir()
+    kept = {s.name for s in mini_files.files if cached in ("all", s.split)}
+    for name in kept:
+        (cache_dir / name).write_bytes(mini_files.raw[name])
+    res = invoke("--mirror", str(mini_files.folder), *args)
+    assert res.exit_code == 1
+    assert res.stdout == ""
+    assert res.stderr == f"Error: cannot lock the cache folder {cache_dir}: Permission denied\n"
+    assert_good_cache(cache_dir, mini_files, kept)
 
 
 @pytest.mark.parametrize("source", ["http", "folder"])

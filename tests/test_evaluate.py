@@ -169,7 +169,7 @@ def test_unwritable_report_folder(weights: Path, data: dict, tmp_path: Path) -> 
     folder = tmp_path / "file" / "report"
     res = invoke("--weights", str(weights), "--report", str(folder))
     assert res.exit_code == 1
-    assert res.stderr == f"Error: cannot write {folder / 'confusion.png'}: Not a directory\n"
+    assert res.stderr == f"Error: cannot write to folder {folder}: {tmp_path / 'file'} is a file\n"
     assert res.stdout == ""
 
 

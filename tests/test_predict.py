@@ -153,10 +153,25 @@ def test_save_preprocessed_inside_a_file_is_refused(tmp_path: Path, weights: Pat
     (tmp_path / "f").write_text("x")
     out = tmp_path / "f" / "sub"
     res = invoke(weights, "--save-preprocessed", str(out), str(_digit_png(tmp_path / "a.png")))
-    assert res.exit_code == 2
-    assert res.stderr.endswith(
-        f"Error: Invalid value for --save-preprocessed: cannot create {out}: Not a directory\n"
-    )
+    assert res.exit_code == 1
+    assert res.stderr == f"Error: cannot write to folder {out}: {tmp_path / 'f'} is a file\n"
+    assert res.stdout == ""
+
+
+def test_save_preprocessed_without_write_access_stops_before_predicting(
+    tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    out = tmp_path / "out"
+    pngs = [str(_digit_png(tmp_path / f"{k}.png", k)) for k in range(3)]
+    res = invoke(weights, "--save-preprocessed", str(out), *pngs)
+    assert res.exit_code == 1
+    assert res.stderr == f"Error: cannot write to folder {out}: Permission denied\n"
     assert res.stdout == ""
 
 
@@ -240,6 +255,21 @@ def test_worker_processes_give_the_same_answers(tmp_path: Path, weights: Path) -
         == two.stderr
         == (f"Error: {d / '0300.png'}: not an image (expected PNG, JPEG, BMP, GIF, TIFF or WebP)\n")
     )
+
+
+def test_batch_size_beyond_the_files_allocates_only_what_it_uses(
+    tmp_path: Path, weights: Path
+) -> None:
+    d = tmp_path / "many"
+    d.mkdir()
+    pngs = [_digit_png(tmp_path / f"k{k}.png", k).read_bytes() for k in range(3)]
+    for i in range(1100):  # past the first buffer of 1024 rows, so the buffer grows
+        (d / f"{i:04d}.png").write_bytes(pngs[i % 3])
+    small = invoke(weights, "-j", "1", "--batch-size", "7", str(d))
+    huge = invoke(weights, "-j", "1", "--batch-size", "1000000000", str(d))
+    assert small.exit_code == huge.exit_code == 0
+    assert len(_lines(huge.stdout)) == 1100
+    assert huge.stdout == small.stdout
 
 
 # --- bad input: each in a batch between two good files -------------------------------------

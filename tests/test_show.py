@@ -76,16 +76,20 @@ def test_out_is_a_file(filled: MiniMnist, tmp_path: Path) -> None:
 def test_out_inside_a_file(filled: MiniMnist, tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     res = show("--out", str(tmp_path / "f" / "sub"))
-    assert res.exit_code == 2
-    assert res.stderr == f"Error: cannot create folder {tmp_path / 'f' / 'sub'}: Not a directory\n"
+    assert res.exit_code == 1
+    assert res.stderr == (
+        f"Error: cannot write to folder {tmp_path / 'f' / 'sub'}: {tmp_path / 'f'} is a file\n"
+    )
 
 
 def test_split_not_cached_and_mirror_empty(tmp_path: Path) -> None:
     res = show("--mirror", str(tmp_path), "--out", str(tmp_path / "out"))
     assert res.exit_code == 3
-    assert res.stderr.startswith(
+    assert res.stderr == (
         f"Error: could not download {TEST_IMAGES}.gz from any mirror ({tmp_path} -> neither"
-        f" {TEST_IMAGES}.gz nor {TEST_IMAGES} is in {tmp_path}); download the files by hand"
+        f" {TEST_IMAGES}.gz nor {TEST_IMAGES} is in {tmp_path}); {tmp_path} must hold"
+        f" {TEST_IMAGES}.gz and {TEST_LABELS}.gz (gzipped or decompressed; names without .gz"
+        " work too)\n"
     )
     assert not (tmp_path / "out").exists()
 

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from mnist_infer.cli import cli
-from mnist_infer.errors import Interrupted, OutputExistsError, UsageError
+from mnist_infer.errors import Interrupted, NetworkError, OutputExistsError, UsageError
 from mnist_infer.idx import write_idx
 from mnist_infer.train import TrainOptions, checkpoint_paths, train
 from mnist_infer.weights import file_sha256, load_weights, read_metadata
@@ -122,15 +122,59 @@ def test_resume_needs_a_checkpoint(blob_cache: Path, tmp_path: Path) -> None:
         train(_opts(), tmp_path / "w.pkl", cache_dir=blob_cache, resume=True)
 
 
-def test_resume_refuses_other_options(blob_cache: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("changed", "message"),
+    [
+        ({"seed": 5}, "seed: 0 then, 5 now"),
+        ({"epochs": 1}, "epochs: 3 then, 1 now"),  # it would stop past its last epoch
+        ({"epochs": 4}, "epochs: 3 then, 4 now"),  # the learning rate schedule would jump
+        ({"lr": 0.01}, "lr: 0.003 then, 0.01 now"),  # the rate in effect, not None
+    ],
+)
+def test_resume_refuses_other_options(
+    blob_cache: Path, tmp_path: Path, changed: dict[str, object], message: str
+) -> None:
     def stop(stats: object) -> None:
         raise KeyboardInterrupt
 
     out = tmp_path / "w.pkl"
     with pytest.raises(Interrupted):
         train(_opts(), out, cache_dir=blob_cache, on_epoch=stop)
-    with pytest.raises(UsageError, match="seed: 0 then, 5 now"):
-        train(_opts(seed=5), out, cache_dir=blob_cache, resume=True)
+    with pytest.raises(UsageError) as err:
+        train(_opts(**changed), out, cache_dir=blob_cache, resume=True)
+    assert str(err.value) == (
+        f"cannot resume: {checkpoint_paths(out)[1]} was written with other options ({message});"
+        " run with the same options as before"
+    )
+    assert not out.exists()
+
+
+def test_resume_takes_the_default_rate_given_explicitly(blob_cache: Path, tmp_path: Path) -> None:
+    def stop(stats: object) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "w.pkl"
+    with pytest.raises(Interrupted):
+        train(_opts(), out, cache_dir=blob_cache, on_epoch=stop)
+    res = train(_opts(lr=0.003), out, cache_dir=blob_cache, resume=True)
+    assert [h.epoch for h in res.history] == [1, 2, 3]
+
+
+def test_resume_names_the_missing_half_of_a_checkpoint(blob_cache: Path, tmp_path: Path) -> None:
+    def stop(stats: object) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "w.pkl"
+    with pytest.raises(Interrupted):
+        train(_opts(), out, cache_dir=blob_cache, on_epoch=stop)
+    wpath, spath = checkpoint_paths(out)
+    spath.unlink()
+    with pytest.raises(UsageError) as err:
+        train(_opts(), out, cache_dir=blob_cache, resume=True)
+    assert str(err.value) == (
+        f"cannot resume: no checkpoint {wpath} ({spath.name} is missing);"
+        " run without --resume to start afresh"
+    )
 
 
 def _truncate(p: Path) -> None:
@@ -185,8 +229,14 @@ def test_val_size_too_large(blob_cache: Path, tmp_path: Path) -> None:
         ),
         (
             ["--resume"],
-            "cannot resume: no checkpoint {d}/w.pkl.ckpt.npz (with w.pkl.ckpt-state.npz);"
-            " run without --resume to start afresh",
+            "cannot resume: no checkpoint {d}/w.pkl.ckpt.npz; run without --resume to start afresh",
+        ),
+        (["--lr", "inf"], "learning rate must be a positive number, found inf"),
+        (["--lr", "nan"], "learning rate must be a positive number, found nan"),
+        (["--weight-decay", "nan"], "weight decay must be 0 or a positive number, found nan"),
+        (
+            ["--hidden", "50,99999999999999999999"],
+            "hidden layer sizes must be between 1 and 100,000, found (50, 99999999999999999999)",
         ),
     ],
 )
@@ -220,6 +270,7 @@ def test_cli_train_and_info(blob_cache: Path, tmp_path: Path) -> None:
         (["--hidden", "0"], "layer sizes must be positive"),
         (["--epochs", "0"], "0 is not in the range x>=1"),
         (["--lr", "0"], "0.0 is not in the range x>0"),
+        (["--seed", "-1"], "-1 is not in the range x>=0"),
         (["--optimizer", "rmsprop"], "'rmsprop' is not one of"),
     ],
 )
@@ -247,11 +298,9 @@ def test_ctrl_c_in_a_real_process(blob_cache: Path, tmp_path: Path) -> None:
     meta = json.loads(wpath.with_name(wpath.name + ".json").read_text())
     assert meta["checkpoint"] is True
     assert meta["epochs_completed"] >= 1
-    again = ["train", "--epochs", "2", "--batch-size", "50", "--val-size", "100", "-q"]
-    resumed = CliRunner().invoke(cli, [*again, "--out", str(out), "--resume"])
-    # Resuming a run that already did more epochs than asked still writes the weights.
-    assert resumed.exit_code == 0, resumed.output
-    assert load_weights(out)["W1"].shape == (784, 50)
+    used = CliRunner().invoke(cli, ["evaluate", "-q", "--weights", str(wpath), "--limit", "50"])
+    assert used.exit_code == 0, used.output
+    assert re.fullmatch(r"Accuracy: [01]\.\d{4} \(\d+/50\)\n", used.output)
 
 
 def test_ctrl_c_clears_the_progress_bar_first(blob_cache: Path, tmp_path: Path) -> None:
@@ -321,4 +370,48 @@ def test_unwritable_out_is_reported_before_training(blob_cache: Path, tmp_path: 
     out = tmp_path / "f" / "w.pkl"
     res = CliRunner().invoke(cli, ["train", "--out", str(out)])
     assert res.exit_code == 1
-    assert res.output == f"Error: cannot write {out}: {tmp_path / 'f'} is not a folder\n"
+    assert res.output == f"Error: cannot write to folder {out.parent}: {out.parent} is a file\n"
+
+
+def test_missing_test_split_stops_before_training(blob_cache: Path, tmp_path: Path) -> None:
+    for p in blob_cache.glob("t10k-*"):
+        p.unlink()
+    epochs: list[object] = []
+    with pytest.raises(NetworkError):
+        train(
+            _opts(),
+            tmp_path / "w.pkl",
+            cache_dir=blob_cache,
+            mirrors=[str(tmp_path / "no-mirror")],
+            on_epoch=epochs.append,
+        )
+    assert epochs == []
+    assert list(tmp_path.glob("w.*")) == []
+
+
+def test_folder_without_write_access_is_reported_before_training(
+    blob_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    out = tmp_path / "w.pkl"
+    res = CliRunner().invoke(cli, ["train", "--batch-size", "50", "--out", str(out)])
+    assert res.exit_code == 1
+    assert res.output == f"Error: cannot write to folder {tmp_path}: Permission denied\n"
+
+
+def test_divergence_stops_with_advice(blob_cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "w.pkl"
+    args = ["train", "--weight-decay", "1e30", "--batch-size", "50", "-q"]
+    res = CliRunner().invoke(cli, [*args, "--val-size", "100", "--out", str(out)])
+    assert res.exit_code == 1
+    assert re.fullmatch(
+        r"Error: training diverged in epoch 1 at batch \d+/22: the loss became (nan|inf);"
+        r" try a lower --lr \(now 0.003\) or --weight-decay \(now 1e\+30\)\n",
+        res.output,
+    ), res.output
+    assert list(tmp_path.glob("w.*")) == []
