@@ -216,6 +216,8 @@ def info(weights_path: Path | None) -> None:
     from mnist_infer.weights import default_weights_path, describe
 
     d = describe(weights_path if weights_path is not None else default_weights_path())
+    if d.metadata_error is not None:
+        click.echo(f"Warning: {d.metadata_error}; showing the weights without it", err=True)
     kind = {"pickle": "pickle (the textbook's dict of arrays)", "npz": "npz (numpy zip archive)"}
     click.echo(f"File:       {d.path}")
     click.echo(f"Format:     {kind[d.format]}")

@@ -21,8 +21,8 @@ class Network:
     """Affine -> Sigmoid -> ... -> Affine -> softmax, built from W1..Wn and b1..bn."""
 
     def __init__(self, params: Mapping[str, ArrayLike], dtype: DTypeLike = np.float32) -> None:
-        n = check_params(params, "network parameters", inputs=None, outputs=None)
         self.dtype = np.dtype(dtype)
+        n = check_params(params, "network parameters", inputs=None, outputs=None, dtype=self.dtype)
         # Own C-ordered copies: training updates them in place through `params`.
         self.affines = [
             Affine(

@@ -5,13 +5,15 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import reprlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, NoReturn
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from mnist_infer.errors import MnistInferError, UnsafePickleError, UsageError, WeightsError
+from mnist_infer.errors import UnsafePickleError, UsageError, WeightsError
 from mnist_infer.files import atomic_write
 
 INPUTS = 784
@@ -24,6 +26,53 @@ PICKLE_SUFFIXES = (".pkl", ".pickle")
 # --- safe unpickling -----------------------------------------------------------
 
 
+class _Refused(Exception):
+    """Something a weights pickle may not do; the message says what."""
+
+
+class _NdarrayName:
+    """What a pickle gets for numpy.ndarray: numpy's pickles only pass it to _reconstruct."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: object) -> NoReturn:
+        # ndarray(shape, dtype) allocates any size of uninitialised memory from a tiny file.
+        raise _Refused(
+            "a direct call of numpy.ndarray is not allowed (numpy's pickles only pass it to"
+            " _reconstruct; a direct call makes arrays of any size without their data)"
+        )
+
+
+_NDARRAY = _NdarrayName()
+
+
+def _plain_dtype(dtype: Any) -> np.dtype:
+    """A fresh copy of a dtype, refused if it holds Python objects.
+
+    Pickled dtypes are rebuilt by dtype.__setstate__, which accepts any internal flags:
+    forged ones make numpy read pointers from the file's bytes (crashes, leaked addresses),
+    as do object arrays whose list of items is shorter than their shape.
+    """
+    dt = np.dtype(np.dtype(dtype).str)
+    if dt.hasobject:
+        raise _Refused(
+            "arrays of Python objects are not allowed (a weights pickle may only rebuild"
+            " numeric arrays)"
+        )
+    return dt
+
+
+class _Array(np.ndarray):
+    """What _reconstruct makes, so that BUILD checks the dtype before numpy sets the data.
+
+    _from_pickle hands out plain np.ndarray views of these.
+    """
+
+    def __setstate__(self, state: Any) -> None:
+        checked: Any = tuple(_plain_dtype(x) if isinstance(x, np.dtype) else x for x in state)
+        super().__setstate__(checked)
+
+
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     """The only globals a weights pickle may name: what numpy needs to rebuild arrays."""
     import codecs
@@ -33,18 +82,35 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
     except ImportError:  # numpy < 2
         from numpy.core import multiarray, numeric  # type: ignore[no-redef]
 
+    def _reconstruct(cls: object, shape: object, dtype: object) -> Any:
+        # numpy's pickles make an empty array here; BUILD then sets shape, dtype and data.
+        if cls is not _NDARRAY:
+            raise _Refused("numpy's _reconstruct is only allowed for numpy.ndarray")
+        if not isinstance(shape, tuple) or shape != (0,):
+            raise _Refused(
+                f"numpy's _reconstruct is only allowed with the empty shape (0,), found"
+                f" {reprlib.repr(shape)} (the array's data must come from the file)"
+            )
+        return multiarray._reconstruct(_Array, (0,), _plain_dtype(dtype))
+
+    def scalar(dtype: object, *args: object) -> Any:
+        return multiarray.scalar(_plain_dtype(dtype), *args)
+
+    def _frombuffer(buf: object, dtype: object, *args: object) -> np.ndarray:
+        return numeric._frombuffer(buf, _plain_dtype(dtype), *args)  # type: ignore[attr-defined]
+
     allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _NDARRAY,
         ("numpy", "dtype"): np.dtype,
         # Protocols 0-2 store bytes as codecs.encode(str, "latin1").
         ("_codecs", "encode"): codecs.encode,
     }
     # Pickles name numpy's private module as it was called when they were written.
     for core in ("numpy.core", "numpy._core"):
-        allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        allowed[(f"{core}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{core}.multiarray", "_reconstruct")] = _reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = scalar
         # Protocol 5 rebuilds contiguous arrays with _frombuffer.
-        allowed[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer  # type: ignore[attr-defined]
+        allowed[(f"{core}.numeric", "_frombuffer")] = _frombuffer
     for mod in ("builtins", "__builtin__"):
         allowed[(mod, "set")] = set
         allowed[(mod, "frozenset")] = frozenset
@@ -57,18 +123,17 @@ _ALLOWED: dict[tuple[str, str], Any] = {}
 class _SafeUnpickler(pickle.Unpickler):
     """An unpickler that resolves only allow-listed globals, so loading never runs code."""
 
-    def __init__(self, file: IO[bytes], source: Path) -> None:
+    def __init__(self, file: IO[bytes]) -> None:
         # latin1 turns Python 2 array data back into bytes the way numpy expects.
         super().__init__(file, encoding="latin1")
-        self.source = source
 
     def find_class(self, module: str, name: str) -> Any:
         if not _ALLOWED:
             _ALLOWED.update(_allowed_globals())
         obj = _ALLOWED.get((module, name))
         if obj is None:
-            raise UnsafePickleError(
-                f"refusing to load {self.source}: global {module}.{name} is not allowed"
+            raise _Refused(
+                f"global {module}.{name} is not allowed"
                 " (a weights pickle may only rebuild numpy arrays; this one could run code)"
             )
         return obj
@@ -81,10 +146,34 @@ def _shape(a: np.ndarray) -> str:
     return str(tuple(a.shape))
 
 
+def _check_finite(a: np.ndarray, name: str, dtype: np.dtype) -> None:
+    """Raise WeightsError unless a is finite, also once converted to the network's dtype."""
+    bad = a.size - int(np.count_nonzero(np.isfinite(a)))
+    if bad:
+        raise WeightsError(
+            f"{name} holds {bad} non-finite value{'s' * (bad > 1)} (NaN or inf),"
+            " expected finite numbers"
+        )
+    with np.errstate(over="ignore"):
+        big = a.size - int(np.count_nonzero(np.isfinite(a.astype(dtype, copy=False))))
+    if big:
+        top, limit = float(np.abs(a).max()), float(np.finfo(dtype).max)
+        raise WeightsError(
+            f"{name} holds {big} value{'s' * (big > 1)} too large for {dtype}"
+            f" (largest magnitude {top:.3g}), expected magnitudes up to {limit:.3g}"
+        )
+
+
 def check_params(
-    params: object, source: str, *, inputs: int | None = INPUTS, outputs: int | None = OUTPUTS
+    params: object,
+    source: str,
+    *,
+    inputs: int | None = INPUTS,
+    outputs: int | None = OUTPUTS,
+    dtype: DTypeLike = np.float32,
 ) -> int:
-    """Check W1..Wn, b1..bn form a chain of layers; return n or raise WeightsError."""
+    """Check W1..Wn, b1..bn form a chain of layers, finite in `dtype`; return n or raise."""
+    dt = np.dtype(dtype)
     if not isinstance(params, Mapping):
         raise WeightsError(
             f"{source}: expected a dict of arrays W1..Wn, b1..bn, found {type(params).__name__}"
@@ -141,12 +230,7 @@ def check_params(
                 f" to match W{i} {_shape(w)}"
             )
         for k, a in ((f"W{i}", w), (f"b{i}", b)):
-            bad = a.size - int(np.count_nonzero(np.isfinite(a)))
-            if bad:
-                raise WeightsError(
-                    f"{source}: {k} holds {bad} non-finite value{'s' * (bad > 1)} (NaN or inf),"
-                    " expected finite numbers"
-                )
+            _check_finite(a, f"{source}: {k}", dt)
         prev = w
     return n
 
@@ -168,14 +252,22 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
+def _plain(obj: object) -> object:
+    """obj, or a plain np.ndarray view of it if it is an _Array."""
+    return obj.view(np.ndarray) if isinstance(obj, _Array) else obj
+
+
 def _from_pickle(data: bytes, path: Path) -> object:
     try:
-        return _SafeUnpickler(io.BytesIO(data), path).load()
-    except MnistInferError:
-        raise
+        obj = _SafeUnpickler(io.BytesIO(data)).load()
+    except _Refused as e:
+        raise UnsafePickleError(f"refusing to load {path}: {e}") from None
     except Exception:  # any failure while decoding untrusted bytes means a bad file
         what = "truncated or corrupt pickle" if data[:1] == b"\x80" else "not a pickle or .npz file"
         raise WeightsError(f"cannot load weights {path}: {what}") from None
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return _plain(obj)
 
 
 def _from_npz(data: bytes, path: Path) -> dict[str, np.ndarray]:
@@ -252,15 +344,12 @@ def save_weights(
         raise UsageError(
             f"cannot save weights as {p}: unknown suffix {p.suffix!r} (use .pkl or .npz)"
         )
-    check_params(params, f"weights for {p}")
-    n = len(params) // 2
-    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
-        arrays: dict[str, Any] = {
-            k: np.ascontiguousarray(params[k], dtype=np.float32)
-            for i in range(1, n + 1)
-            for k in (f"W{i}", f"b{i}")
-        }
-    check_params(arrays, f"weights for {p} (as float32)")
+    n = check_params(params, f"weights for {p}")  # also checks they fit float32
+    arrays: dict[str, Any] = {
+        k: np.ascontiguousarray(params[k], dtype=np.float32)
+        for i in range(1, n + 1)
+        for k in (f"W{i}", f"b{i}")
+    }
     meta = None if metadata is None else json.dumps(dict(metadata), indent=2, sort_keys=True) + "\n"
     if suffix == ".npz":
         atomic_write(p, lambda f: np.savez(f, **arrays))
@@ -333,12 +422,17 @@ class WeightsInfo(NamedTuple):
     parameters: int
     sha256: str
     metadata: dict[str, Any] | None
+    metadata_error: str | None = None  # why an existing sidecar could not be read
 
 
 def describe(path: str | os.PathLike[str]) -> WeightsInfo:
-    """Load and validate a weights file and summarise it."""
+    """Load and validate a weights file and summarise it; a bad sidecar is not an error."""
     p = Path(path)
     params, sha, fmt = _load(p)
+    try:
+        meta, problem = read_metadata(p), None
+    except WeightsError as e:  # the weights themselves are fine, as evaluate would find
+        meta, problem = None, str(e)
     n = len(params) // 2
     ws = [params[f"W{i}"] for i in range(1, n + 1)]
     return WeightsInfo(
@@ -348,5 +442,6 @@ def describe(path: str | os.PathLike[str]) -> WeightsInfo:
         dtypes=sorted({str(a.dtype) for a in params.values()}),
         parameters=sum(a.size for a in params.values()),
         sha256=sha,
-        metadata=read_metadata(p),
+        metadata=meta,
+        metadata_error=problem,
     )

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
+from PIL import Image
 
 from mnist_infer.cli import cli
 from mnist_infer.errors import UnsafePickleError, UsageError, WeightsError
+from mnist_infer.network import Network
 from mnist_infer.weights import (
     DEFAULT_NAME,
     default_weights_path,
@@ -55,8 +57,28 @@ def assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-def run_cli(*args: str) -> object:
+def run_cli(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args))
+
+
+class _Call:
+    """Pickles as fn(*args), then BUILD with state if given: any pickle, made to order."""
+
+    def __init__(self, fn: object, *args: object, state: object = None) -> None:
+        self.fn, self.args, self.state = fn, args, state
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (self.fn, self.args) if self.state is None else (self.fn, self.args, self.state)
+
+
+# What numpy's pickles call to rebuild arrays and scalars.
+RECONSTRUCT = np.zeros(1).__reduce__()[0]
+SCALAR = np.float64(1).__reduce__()[0]
+
+
+def _array_pickle(state: tuple[object, ...]) -> bytes:
+    """{"W1": an array rebuilt as numpy does, from `state`}, pickled."""
+    return pickle.dumps({"W1": _Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=state)}, 2)
 
 
 # --- round trips -------------------------------------------------------------------
@@ -66,8 +88,20 @@ def run_cli(*args: str) -> object:
 def test_textbook_style_pickles_of_every_protocol_load(tmp_path: Path, protocol: int) -> None:
     params = make_params()
     params["W1"] = np.asfortranarray(params["W1"])  # as in the textbook's file
+    params["W2"] = params["W2"].astype(">f8")
     p = write_pickle(tmp_path / "w.pkl", params, protocol)
-    assert_same(load_weights(p), params)
+    loaded = load_weights(p)
+    assert_same(loaded, pickle.loads(p.read_bytes()))  # byte order as numpy unpickles it
+    for k, a in params.items():
+        np.testing.assert_array_equal(loaded[k], a, err_msg=k)
+
+
+def test_textbook_sample_weights_load(reference_weights: Path) -> None:
+    params = load_weights(reference_weights)
+    with open(reference_weights, "rb") as f:
+        assert_same(params, pickle.load(f))  # a file we trust, so plain pickle may load it
+    assert all(type(a) is np.ndarray for a in params.values())
+    assert [params[f"W{i}"].shape[1] for i in (1, 2, 3)] == [50, 100, 10]
 
 
 def test_old_numpy_module_names_load_without_warnings(tmp_path: Path) -> None:
@@ -129,29 +163,53 @@ def test_metadata_beside_the_weights(tmp_path: Path) -> None:
     assert not (tmp_path / "w.pkl.json").exists()
 
 
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (b"{", "invalid JSON (Expecting property name enclosed in double quotes: line 1 column 2"),
-        (b"[1, 2]", "expected a JSON object, found list"),
-        (b"\xff", "not UTF-8 text"),
-        (None, "Is a directory"),
-    ],
-)
-def test_bad_metadata(tmp_path: Path, content: bytes | None, message: str) -> None:
-    p = tmp_path / "w.pkl"
-    save_weights(make_params(), p)
-    side = tmp_path / "w.pkl.json"
+BAD_SIDECARS: dict[str, tuple[bytes | None, str]] = {
+    "invalid JSON": (
+        b"{",
+        "invalid JSON (Expecting property name enclosed in double quotes: line 1 column 2"
+        " (char 1))",
+    ),
+    "a list": (b"[1, 2]", "expected a JSON object, found list"),
+    "not UTF-8": (b"\xff", "not UTF-8 text"),
+    "a folder": (None, "Is a directory"),
+}
+
+
+def _bad_sidecar(p: Path, case: str) -> Path:
+    content = BAD_SIDECARS[case][0]
+    side = p.with_name(p.name + ".json")
     if content is None:
         side.mkdir()
     else:
         side.write_bytes(content)
+    return side
+
+
+@pytest.mark.parametrize("case", list(BAD_SIDECARS))
+def test_bad_metadata(tmp_path: Path, case: str) -> None:
+    p = tmp_path / "w.pkl"
+    save_weights(make_params(), p)
+    side = _bad_sidecar(p, case)
     with pytest.raises(WeightsError) as e:
         read_metadata(p)
-    assert str(e.value).startswith(f"cannot read metadata {side}: {message}")
-    res = CliRunner().invoke(cli, ["info", str(p)])
-    assert res.exit_code == 5
-    assert res.output.startswith(f"Error: cannot read metadata {side}: {message}")
+    assert str(e.value) == f"cannot read metadata {side}: {BAD_SIDECARS[case][1]}"
+    d = describe(p)  # the weights are fine, so info shows them
+    assert (d.sizes, d.metadata, d.metadata_error) == (list(SIZES), None, str(e.value))
+
+
+@pytest.mark.parametrize("case", list(BAD_SIDECARS))
+def test_info_warns_about_bad_metadata(tmp_path: Path, case: str) -> None:
+    p = tmp_path / "w.pkl"
+    save_weights(make_params(), p)
+    without = run_cli("info", str(p))
+    side = _bad_sidecar(p, case)
+    res = run_cli("info", str(p))
+    assert res.exit_code == 0, res.output
+    assert res.stdout == without.stdout
+    assert res.stderr == (
+        f"Warning: cannot read metadata {side}: {BAD_SIDECARS[case][1]};"
+        " showing the weights without it\n"
+    )
 
 
 def test_save_rejects_unknown_suffix(tmp_path: Path) -> None:
@@ -175,8 +233,14 @@ def test_save_rejects_invalid_params_and_writes_nothing(tmp_path: Path) -> None:
 def test_save_rejects_values_too_big_for_float32(tmp_path: Path) -> None:
     params = {k: v.astype(np.float64) for k, v in make_params().items()}
     params["W2"][0, 0] = 1e300
-    with pytest.raises(WeightsError, match=r"\(as float32\): W2 holds 1 non-finite value"):
-        save_weights(params, tmp_path / "w.npz")
+    p = tmp_path / "w.npz"
+    with pytest.raises(WeightsError) as e:
+        save_weights(params, p)
+    assert str(e.value) == (
+        f"weights for {p}: W2 holds 1 value too large for float32 (largest magnitude 1e+300),"
+        " expected magnitudes up to 3.4e+38"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_sha256(tmp_path: Path) -> None:
@@ -195,14 +259,6 @@ def _evil_payloads(marker: Path) -> dict[str, tuple[bytes, str]]:
     m = str(marker)
     code = f"open({m!r}, 'w').close()"
     array = pickle.dumps(np.zeros((2, 2), np.float32), protocol=3)[2:-1]  # body without PROTO/STOP
-
-    class Call:
-        def __init__(self, fn: Callable[..., object], *args: object) -> None:
-            self.fn, self.args = fn, args
-
-        def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-            return self.fn, self.args
-
     return {
         "os.system": (f"cos\nsystem\n(S'touch {m}'\ntR.".encode(), "os.system"),
         "posix.system": (f"cposix\nsystem\n(S'touch {m}'\ntR.".encode(), "posix.system"),
@@ -232,12 +288,12 @@ def _evil_payloads(marker: Path) -> dict[str, tuple[bytes, str]]:
             b"\x80\x03}(X\x02\x00\x00\x00W1"
             + array
             + b"X\x02\x00\x00\x00b1"
-            + pickle.dumps(Call(eval, code), protocol=3)[2:-1]
+            + pickle.dumps(_Call(eval, code), protocol=3)[2:-1]
             + b"u.",
             "builtins.eval",
         ),
         "protocol 5, nested": (
-            pickle.dumps({"W1": {"deep": [Call(os.system, f"touch {m}")]}}, protocol=5),
+            pickle.dumps({"W1": {"deep": [_Call(os.system, f"touch {m}")]}}, protocol=5),
             f"{os.system.__module__}.system",
         ),
     }
@@ -296,6 +352,86 @@ def test_unsafe_pickle_is_refused_by_the_cli(tmp_path: Path, command: str) -> No
     assert not marker.exists()
 
 
+NDARRAY_CALL = (
+    "a direct call of numpy.ndarray is not allowed (numpy's pickles only pass it to"
+    " _reconstruct; a direct call makes arrays of any size without their data)"
+)
+SHAPED = (
+    "numpy's _reconstruct is only allowed with the empty shape (0,), found (784, 100000)"
+    " (the array's data must come from the file)"
+)
+OBJECTS = (
+    "arrays of Python objects are not allowed (a weights pickle may only rebuild numeric arrays)"
+)
+# Pickles that name only allowed globals, yet would make numpy use memory the file does not fill.
+NUMPY_TRICKS: dict[str, tuple[bytes, str]] = {
+    "ndarray called directly": (
+        pickle.dumps({"W1": _Call(np.ndarray, (784, 100000), "f8")}, 2),
+        NDARRAY_CALL,
+    ),
+    "ndarray called by protocol 0": (
+        b"(dS'W1'\ncnumpy\nndarray\n((I784\nI100000\ntS'f8'\ntRs.",
+        NDARRAY_CALL,
+    ),
+    "_reconstruct with a shape": (
+        pickle.dumps({"W1": _Call(RECONSTRUCT, np.ndarray, (784, 100000), b"b")}, 2),
+        SHAPED,
+    ),
+    "_reconstruct with a shape, old module name": (
+        pickle.dumps({"W1": _Call(RECONSTRUCT, np.ndarray, (784, 100000), b"b")}, 2).replace(
+            b"numpy._core.", b"numpy.core."
+        ),
+        SHAPED,
+    ),
+    "_reconstruct of another class": (
+        pickle.dumps({"W1": _Call(RECONSTRUCT, frozenset, (0,), b"b")}, 2),
+        "numpy's _reconstruct is only allowed for numpy.ndarray",
+    ),
+    # numpy reads past the end of a short item list: a crash, or worse.
+    "object array": (_array_pickle((1, (100000,), np.dtype("O"), False, [])), OBJECTS),
+    "object scalar": (pickle.dumps({"W1": _Call(SCALAR, np.dtype("O"), 1.0)}, 2), OBJECTS),
+}
+
+
+@pytest.mark.parametrize("case", list(NUMPY_TRICKS))
+def test_numpy_tricks_are_refused(tmp_path: Path, case: str) -> None:
+    data, reason = NUMPY_TRICKS[case]
+    p = tmp_path / "w.pkl"
+    p.write_bytes(data)
+    with pytest.raises(UnsafePickleError) as e:
+        load_weights(p)
+    assert str(e.value) == f"refusing to load {p}: {reason}"
+    res = run_cli("info", str(p))
+    assert res.exit_code == 5
+    assert res.stderr == f"Error: refusing to load {p}: {reason}\n"
+
+
+def _forged_dtype(kind: str, flags: int) -> _Call:
+    """A dtype whose pickled state sets numpy's internal flags, e.g. "items are pointers"."""
+    return _Call(np.dtype, kind, False, True, state=(3, "|", None, None, None, 8, 1, flags))
+
+
+def test_forged_dtype_flags_are_dropped(tmp_path: Path) -> None:
+    params = {k: v.astype(np.float64) for k, v in make_params().items()}
+    dtype = _forged_dtype("f8", 0x3F)
+    forged = {
+        k: _Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=(1, v.shape, dtype, False, v.tobytes()))
+        for k, v in params.items()
+    }
+    loaded = load_weights(write_pickle(tmp_path / "w.pkl", forged, 2))
+    assert_same(loaded, params)
+    assert not any(a.dtype.hasobject for a in loaded.values())
+
+
+def test_forged_dtype_cannot_make_a_scalar_read_pointers(tmp_path: Path) -> None:
+    # With these flags numpy's own scalar() takes the 8 bytes for a pointer and crashes.
+    forged = {**make_params(), "W1": _Call(SCALAR, _forged_dtype("V8", 0x21), b"A" * 8)}
+    p = write_pickle(tmp_path / "w.pkl", forged, 2)
+    with pytest.raises(WeightsError) as e:
+        load_weights(p)
+    assert str(e.value) == f"{p}: W1 is a void, expected a numpy array"
+
+
 # --- unreadable and invalid files -------------------------------------------------
 
 
@@ -323,6 +459,11 @@ FILE_CASES: dict[str, tuple[Callable[[Path], object], str]] = {
     "directory": (lambda p: p.mkdir(), "cannot read weights {p}: is a directory, expected a file"),
     "empty": (lambda p: p.write_bytes(b""), "cannot load weights {p}: the file is empty"),
     "truncated pickle": (_truncated, "cannot load weights {p}: truncated or corrupt pickle"),
+    # numpy's __setstate__ checks the data's length: no uninitialised memory.
+    "array data too short": (
+        lambda p: p.write_bytes(_array_pickle((1, (784, 50), np.dtype("f4"), False, b"short"))),
+        "cannot load weights {p}: truncated or corrupt pickle",
+    ),
     "garbage after proto": (
         lambda p: p.write_bytes(b"\x80\x04garbage"),
         "cannot load weights {p}: truncated or corrupt pickle",
@@ -387,6 +528,12 @@ def _with(**changes: object) -> Callable[[], dict[str, object]]:
     return make
 
 
+def _beyond_float32() -> np.ndarray:
+    w = make_params()["W1"].astype(np.float64)
+    w[0, :3] = [1e300, -2e300, 1e39]  # finite, but inf once the network makes them float32
+    return w
+
+
 f32 = np.float32
 INVALID: dict[str, tuple[Callable[[], dict[str, object]], str]] = {
     "missing b2": (_with(b2=None), "missing key 'b2' (expected W1..W3 and b1..b3)"),
@@ -442,6 +589,16 @@ INVALID: dict[str, tuple[Callable[[], dict[str, object]], str]] = {
         _with(b3=np.array([0, 0, 0, np.inf, 0, 0, 0, 0, 0, 0], f32)),
         "b3 holds 1 non-finite value (NaN or inf), expected finite numbers",
     ),
+    "float64 beyond float32": (
+        _with(W1=_beyond_float32()),
+        "W1 holds 3 values too large for float32 (largest magnitude 2e+300),"
+        " expected magnitudes up to 3.4e+38",
+    ),
+    "one bias just beyond float32": (
+        _with(b3=np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, -3.41e38])),
+        "b3 holds 1 value too large for float32 (largest magnitude 3.41e+38),"
+        " expected magnitudes up to 3.4e+38",
+    ),
 }
 
 
@@ -467,14 +624,28 @@ def test_value_that_is_not_an_array(tmp_path: Path) -> None:
     assert str(e.value) == f"{p}: W1 is a list, expected a numpy array"
 
 
-@pytest.mark.parametrize("case", ["broken chain", "NaN weight"])
+@pytest.mark.parametrize("case", ["broken chain", "NaN weight", "float64 beyond float32"])
 def test_invalid_arrays_via_cli(tmp_path: Path, case: str) -> None:
     make, message = INVALID[case]
     p = write_pickle(tmp_path / "w.pkl", make())
-    for args in (["info", str(p)], ["evaluate", "--weights", str(p)]):
+    digit = tmp_path / "digit.png"
+    Image.fromarray(np.pad(np.full((20, 4), 255, np.uint8), 4)).save(digit)
+    for args in (
+        ["info", str(p)],
+        ["evaluate", "--weights", str(p)],
+        ["predict", "--json", "--weights", str(p), str(digit)],
+    ):
         res = CliRunner().invoke(cli, args)
         assert res.exit_code == 5
         assert res.stderr == f"Error: {p}: {message}\n"
+
+
+def test_network_checks_its_own_dtype() -> None:
+    params = {**make_params(), "W1": _beyond_float32()}
+    with pytest.raises(WeightsError) as e:
+        Network(params)
+    assert str(e.value) == "network parameters: " + INVALID["float64 beyond float32"][1]
+    assert Network(params, dtype=np.float64).params["W1"][0, 1] == -2e300
 
 
 # --- info and the default weights ---------------------------------------------------
