@@ -90,3 +90,14 @@ def weights(tmp_path: Path) -> Path:
     p = tmp_path / "w.pkl"
     save_weights(params, p)
     return p
+
+
+@pytest.fixture
+def no_write_access(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folders refuse new files, as for a user without write access (even when run as root)."""
+    import tempfile
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)

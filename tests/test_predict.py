@@ -158,15 +158,10 @@ def test_save_preprocessed_inside_a_file_is_refused(tmp_path: Path, weights: Pat
     assert res.stdout == ""
 
 
+@pytest.mark.usefixtures("no_write_access")
 def test_save_preprocessed_without_write_access_stops_before_predicting(
-    tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, weights: Path
 ) -> None:
-    import tempfile
-
-    def refuse(*args: object, **kwargs: object) -> object:
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
     out = tmp_path / "out"
     pngs = [str(_digit_png(tmp_path / f"{k}.png", k)) for k in range(3)]
     res = invoke(weights, "--save-preprocessed", str(out), *pngs)

@@ -122,6 +122,19 @@ def test_resume_needs_a_checkpoint(blob_cache: Path, tmp_path: Path) -> None:
         train(_opts(), tmp_path / "w.pkl", cache_dir=blob_cache, resume=True)
 
 
+@pytest.fixture
+def interrupted(blob_cache: Path, tmp_path: Path) -> Path:
+    """--out of a run (the _opts defaults) stopped by Ctrl-C after its first epoch."""
+
+    def stop(stats: object) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "w.pkl"
+    with pytest.raises(Interrupted):
+        train(_opts(), out, cache_dir=blob_cache, on_epoch=stop)
+    return out
+
+
 @pytest.mark.parametrize(
     ("changed", "message"),
     [
@@ -132,14 +145,9 @@ def test_resume_needs_a_checkpoint(blob_cache: Path, tmp_path: Path) -> None:
     ],
 )
 def test_resume_refuses_other_options(
-    blob_cache: Path, tmp_path: Path, changed: dict[str, object], message: str
+    blob_cache: Path, interrupted: Path, changed: dict[str, object], message: str
 ) -> None:
-    def stop(stats: object) -> None:
-        raise KeyboardInterrupt
-
-    out = tmp_path / "w.pkl"
-    with pytest.raises(Interrupted):
-        train(_opts(), out, cache_dir=blob_cache, on_epoch=stop)
+    out = interrupted
     with pytest.raises(UsageError) as err:
         train(_opts(**changed), out, cache_dir=blob_cache, resume=True)
     assert str(err.value) == (
@@ -149,24 +157,16 @@ def test_resume_refuses_other_options(
     assert not out.exists()
 
 
-def test_resume_takes_the_default_rate_given_explicitly(blob_cache: Path, tmp_path: Path) -> None:
-    def stop(stats: object) -> None:
-        raise KeyboardInterrupt
-
-    out = tmp_path / "w.pkl"
-    with pytest.raises(Interrupted):
-        train(_opts(), out, cache_dir=blob_cache, on_epoch=stop)
+def test_resume_takes_the_default_rate_given_explicitly(
+    blob_cache: Path, interrupted: Path
+) -> None:
+    out = interrupted
     res = train(_opts(lr=0.003), out, cache_dir=blob_cache, resume=True)
     assert [h.epoch for h in res.history] == [1, 2, 3]
 
 
-def test_resume_names_the_missing_half_of_a_checkpoint(blob_cache: Path, tmp_path: Path) -> None:
-    def stop(stats: object) -> None:
-        raise KeyboardInterrupt
-
-    out = tmp_path / "w.pkl"
-    with pytest.raises(Interrupted):
-        train(_opts(), out, cache_dir=blob_cache, on_epoch=stop)
+def test_resume_names_the_missing_half_of_a_checkpoint(blob_cache: Path, interrupted: Path) -> None:
+    out = interrupted
     wpath, spath = checkpoint_paths(out)
     spath.unlink()
     with pytest.raises(UsageError) as err:
@@ -186,15 +186,8 @@ def _without_options(p: Path) -> None:
 
 
 @pytest.mark.parametrize("spoil", [_truncate, _without_options, lambda p: p.write_bytes(b"")])
-def test_resume_from_a_spoilt_state(
-    blob_cache: Path, tmp_path: Path, spoil: Callable[[Path], object]
-) -> None:
-    def stop(stats: object) -> None:
-        raise KeyboardInterrupt
-
-    out = tmp_path / "w.pkl"
-    with pytest.raises(Interrupted):
-        train(_opts(), out, cache_dir=blob_cache, on_epoch=stop)
+def test_resume_from_a_spoilt_state(interrupted: Path, spoil: Callable[[Path], object]) -> None:
+    out = interrupted
     _, spath = checkpoint_paths(out)
     spoil(spath)
     args = ["train", "--epochs", "3", "--batch-size", "50", "--val-size", "200", "--resume"]
@@ -389,15 +382,10 @@ def test_missing_test_split_stops_before_training(blob_cache: Path, tmp_path: Pa
     assert list(tmp_path.glob("w.*")) == []
 
 
+@pytest.mark.usefixtures("no_write_access")
 def test_folder_without_write_access_is_reported_before_training(
-    blob_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    blob_cache: Path, tmp_path: Path
 ) -> None:
-    import tempfile
-
-    def refuse(*args: object, **kwargs: object) -> object:
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
     out = tmp_path / "w.pkl"
     res = CliRunner().invoke(cli, ["train", "--batch-size", "50", "--out", str(out)])
     assert res.exit_code == 1
