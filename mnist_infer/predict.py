@@ -132,9 +132,13 @@ def _work(item: Item, invert: Invert, raw: bool) -> Loaded:
 
 
 def _items(paths: Iterable[str | Failure], stdin: IO[bytes] | None) -> Iterator[Item]:
-    """Inputs with `-` replaced by the bytes read from standard input."""
+    """Inputs with `-` replaced by the bytes read from standard input (once)."""
+    read = False
     for p in paths:
-        if p == STDIN:
+        if p == STDIN and read:
+            yield Failure(p, f"{p}: standard input was already read (give - once)")
+        elif p == STDIN:
+            read = True
             yield p, stdin.read() if stdin is not None else b""
         else:
             yield p

@@ -185,6 +185,14 @@ def test_stdin(tmp_path: Path, weights: Path) -> None:
     assert res.stdout == "-" + file_line[len(str(tmp_path / "a.png")) :] + "\n"
 
 
+def test_stdin_is_read_once(tmp_path: Path, weights: Path) -> None:
+    png = _digit_png(tmp_path / "a.png").read_bytes()
+    res = invoke(weights, "-", "-", stdin=png)
+    assert res.exit_code == 5
+    assert _lines(res.stdout)[0].startswith("-  ")
+    assert res.stderr == "Error: -: standard input was already read (give - once)\n"
+
+
 def test_empty_stdin(weights: Path) -> None:
     res = invoke(weights, "-", stdin=b"")
     assert res.exit_code == 5
