@@ -15,7 +15,13 @@ import pytest
 from click.testing import CliRunner
 
 from mnist_infer.cli import cli
-from mnist_infer.errors import Interrupted, NetworkError, OutputExistsError, UsageError
+from mnist_infer.errors import (
+    Interrupted,
+    NetworkError,
+    OutputExistsError,
+    TrainingDiverged,
+    UsageError,
+)
 from mnist_infer.idx import write_idx
 from mnist_infer.train import TrainOptions, checkpoint_paths, train
 from mnist_infer.weights import file_sha256, load_weights, read_metadata
@@ -403,3 +409,32 @@ def test_divergence_stops_with_advice(blob_cache: Path, tmp_path: Path) -> None:
         res.output,
     ), res.output
     assert list(tmp_path.glob("w.*")) == []
+
+
+def test_weights_that_stop_being_finite_stop_the_run(
+    blob_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mnist_infer.optimizers import OPTIMIZERS, Adam
+
+    class Overflowing(Adam):
+        """Adam whose last update of the epoch leaves a weight infinite, unseen by the loss."""
+
+        def update(self, params: dict, grads: dict, lr: float | None = None) -> None:
+            super().update(params, grads, lr)
+            if self.step == 20:  # (1200 - 200) // 50 batches
+                params["W1"][0, 0] = np.inf
+
+    monkeypatch.setitem(OPTIMIZERS, "adam", Overflowing)
+    with pytest.raises(TrainingDiverged) as err:
+        train(_opts(epochs=1), tmp_path / "w.pkl", cache_dir=blob_cache)
+    assert str(err.value) == (
+        "training diverged in epoch 1 at batch 20/20: the weights are no longer finite;"
+        " try a lower --lr (now 0.003) or --weight-decay (now 0)"
+    )
+    assert list(tmp_path.glob("w.*")) == []
+
+
+def test_options_refuse_a_negative_seed() -> None:
+    with pytest.raises(UsageError) as err:
+        _opts(seed=-1).check()
+    assert str(err.value) == "seed must not be negative, found -1"
