@@ -1,7 +1,7 @@
 """Time Network.classify as `mnist-infer evaluate` runs it: OpenBLAS single-threaded, one
 worker thread per core; and, for comparison, on one thread, and the network's three matrix
-products alone on one thread, on 1000-row slices already in cache (the compute floor).
-Prints JSON of best seconds.
+products alone on 1000-row slices already in cache (the compute floor), on one thread and
+shared out to one thread per core as classify shares its slices. Prints JSON of best seconds.
 
 Usage: OPENBLAS_NUM_THREADS=1 python classify_child.py CACHE_DIR WEIGHTS REPEAT BS...
 """
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable
 
 import numpy as np
 
 from mnist_infer.dataset import load_arrays
-from mnist_infer.network import Network
+from mnist_infer.network import Network, _cpus
 from mnist_infer.weights import load_weights
 
 SLICE = 1000
@@ -37,6 +38,20 @@ def matmul_chain(params: dict[str, np.ndarray], n: int) -> Callable[[], object]:
     return run
 
 
+def threaded(runs: list[Callable[[], object]]) -> Callable[[], object]:
+    """Each of runs at once, the first in this thread."""
+
+    def run() -> None:
+        threads = [threading.Thread(target=r) for r in runs[1:]]
+        for t in threads:
+            t.start()
+        runs[0]()
+        for t in threads:
+            t.join()
+
+    return run
+
+
 def main() -> None:
     cache, weights, repeat, *sizes = sys.argv[1:]
     images, _ = load_arrays("test", cache)  # type: ignore[arg-type]
@@ -47,6 +62,8 @@ def main() -> None:
     }
     fns["one thread"] = lambda: net.classify(images, SLICE, workers=1)
     fns["matmuls, one thread"] = matmul_chain(params, len(images))
+    k = _cpus()
+    fns["matmuls, threads"] = threaded([matmul_chain(params, len(images) // k) for _ in range(k)])
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(int(repeat) + 1):  # the first round warms up
         for name, fn in fns.items():

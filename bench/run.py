@@ -457,6 +457,7 @@ def bench_forward(sec: Section, spawner: Spawner) -> None:
     fast = min(t[f"classify {bs}"] for bs in BATCH_SIZES if bs >= 1000)
     fast_child = min(child[str(bs)] for bs in BATCH_SIZES if bs >= 1000)
     one, mm = child["one thread"], child["matmuls, one thread"]
+    mm_threads = child["matmuls, threads"]
     sec.rows += [
         Row("float32 GEMM peak", peak / 1e9, "GFLOP/s"),
         Row(f"GEMM limit for {flops(params, n) / 1e6:.0f} MFLOP", limit * 1e3, "ms"),
@@ -472,6 +473,10 @@ def bench_forward(sec: Section, spawner: Spawner) -> None:
         # Where the time goes, on one core: the products alone, then all of classify.
         Row("the 3 matmuls alone, 1000-row slices, one thread", mm * 1e3, "ms"),
         Row("the same / 2 cores / GEMM limit: time", mm / 2 / limit, "x"),
+        # Measured rather than divided: how far the products alone get on both cores.
+        Row("the 3 matmuls alone, one thread per core", mm_threads * 1e3, "ms"),
+        Row("the 3 matmuls alone, one thread per core / GEMM limit: time", mm_threads / limit, "x"),
+        Row("speed-up of the 3 matmuls alone on threads", mm / mm_threads, "x"),
         Row("classify, batch 1000, one thread", one * 1e3, "ms"),
         Row("classify / the 3 matmuls, one thread: time", one / mm, "x"),
         Row("speed-up of classify's threads", one / fast_child, "x"),
