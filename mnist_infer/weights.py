@@ -231,8 +231,25 @@ def check_params(
             )
         for k, a in ((f"W{i}", w), (f"b{i}", b)):
             _check_finite(a, f"{source}: {k}", dt)
+        _check_range(w, b, f"{source}: W{i} and b{i}", dt)
         prev = w
     return n
+
+
+def _check_range(w: np.ndarray, b: np.ndarray, name: str, dtype: np.dtype) -> None:
+    """Raise WeightsError if a unit's input can overflow `dtype`.
+
+    Every layer's inputs lie in [0, 1] (pixels, then sigmoids), so no unit's weighted sum,
+    in whatever order it is added up, exceeds the sum of |w| over its column plus |b|.
+    """
+    with np.errstate(over="ignore"):
+        top = float((np.abs(w).sum(axis=0, dtype=np.float64) + np.abs(b)).max())
+    limit = float(np.finfo(dtype).max)
+    if not top <= limit:
+        raise WeightsError(
+            f"{name} can make a unit's input as large as {top:.3g} (the sum of |weights|"
+            f" plus |bias|), expected at most {limit:.3g} so that {dtype} does not overflow"
+        )
 
 
 # --- loading ---------------------------------------------------------------------

@@ -202,6 +202,29 @@ def test_extreme_activations_stay_finite_without_warnings(dtype: type) -> None:
     np.testing.assert_array_equal(labels, y.argmax(axis=1))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_largest_accepted_weights_stay_finite_without_warnings(dtype: type) -> None:
+    # Each unit's sum of |weights| plus |bias| is 90% of the dtype's largest value: just
+    # inside what check_params accepts, so every product and sum is near overflow.
+    rng = np.random.default_rng(2)
+    params = {}
+    for i, (a, b) in enumerate(itertools.pairwise((784, 50, 100, 10)), 1):
+        size = 0.9 * float(np.finfo(dtype).max) / (a + 1)
+        params[f"W{i}"] = (rng.choice([-size, size], (a, b))).astype(dtype)
+        params[f"b{i}"] = (rng.choice([-size, size], b)).astype(dtype)
+    net = Network(params, dtype=dtype)
+    images = random_images(40)
+    images[0] = 255  # every pixel at its largest
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = net.predict(images / 255.0)
+        labels, conf = net.classify(images, 16)
+    # Saturated units make exact ties between digits, so labels may differ between the two.
+    np.testing.assert_allclose(y.sum(axis=1), 1, rtol=1e-6)
+    assert np.all((conf > 0) & (conf <= 1))
+    assert np.all((labels >= 0) & (labels < 10))
+
+
 @pytest.mark.parametrize("sizes", [(784, 10), (784, 30, 10), (784, 30, 20, 15, 10)])
 def test_any_chain_of_layers(sizes: tuple[int, ...]) -> None:
     params = random_params(sizes)

@@ -594,6 +594,11 @@ INVALID: dict[str, tuple[Callable[[], dict[str, object]], str]] = {
         "W1 holds 3 values too large for float32 (largest magnitude 2e+300),"
         " expected magnitudes up to 3.4e+38",
     ),
+    "sums beyond float32": (
+        _with(W3=np.full((100, 10), 3e37, f32)),
+        "W3 and b3 can make a unit's input as large as 3e+39 (the sum of |weights| plus"
+        " |bias|), expected at most 3.4e+38 so that float32 does not overflow",
+    ),
     "one bias just beyond float32": (
         _with(b3=np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, -3.41e38])),
         "b3 holds 1 value too large for float32 (largest magnitude 3.41e+38),"
@@ -624,7 +629,9 @@ def test_value_that_is_not_an_array(tmp_path: Path) -> None:
     assert str(e.value) == f"{p}: W1 is a list, expected a numpy array"
 
 
-@pytest.mark.parametrize("case", ["broken chain", "NaN weight", "float64 beyond float32"])
+@pytest.mark.parametrize(
+    "case", ["broken chain", "NaN weight", "float64 beyond float32", "sums beyond float32"]
+)
 def test_invalid_arrays_via_cli(tmp_path: Path, case: str) -> None:
     make, message = INVALID[case]
     p = write_pickle(tmp_path / "w.pkl", make())
