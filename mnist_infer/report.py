@@ -58,14 +58,26 @@ def _ratio(num: NDArray, den: NDArray) -> NDArray[np.float64]:
 
 
 def per_class(cm: ArrayLike) -> dict[str, NDArray]:
-    """Precision, recall, F1 (float64) and support (int64) per class from a confusion matrix."""
+    """Precision, recall, F1 (float64) and support (int64) per class from a confusion matrix.
+
+    A ratio with nothing to count is undefined, NaN: precision of a class never predicted,
+    recall of a class that never occurs, F1 of a class that does neither.
+    """
     m = np.asarray(cm, dtype=np.int64)
     hits = np.diag(m)
     support = m.sum(axis=1)
-    precision = _ratio(hits, m.sum(axis=0))
-    recall = _ratio(hits, support)
-    f1 = _ratio(2 * precision * recall, precision + recall)
+    predicted = m.sum(axis=0)
+    precision = np.where(predicted > 0, _ratio(hits, predicted), np.nan)
+    recall = np.where(support > 0, _ratio(hits, support), np.nan)
+    # 2 tp / (2 tp + fp + fn): the harmonic mean of the two, also where one is undefined.
+    both = predicted + support
+    f1 = np.where(both > 0, _ratio(2 * hits, both), np.nan)
     return {"precision": precision, "recall": recall, "f1": f1, "support": support}
+
+
+def _defined(v: float) -> float | None:
+    """v, or None (JSON null) where it is undefined."""
+    return None if np.isnan(v) else float(v)
 
 
 def summary(
@@ -85,9 +97,9 @@ def summary(
     rows = [
         {
             "digit": d,
-            "precision": float(pc["precision"][d]),
-            "recall": float(pc["recall"][d]),
-            "f1": float(pc["f1"][d]),
+            "precision": _defined(pc["precision"][d]),
+            "recall": _defined(pc["recall"][d]),
+            "f1": _defined(pc["f1"][d]),
             "support": int(pc["support"][d]),
         }
         for d in range(cm.shape[0])
@@ -127,7 +139,8 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(f"Weights: {w.get('path')} (sha256 {str(w.get('sha256'))[:12]})")
     lines += ["", _table_row("digit", digits, width)]
     for key in ("precision", "recall", "f1"):
-        lines.append(_table_row(key, [f"{r[key]:.3f}" for r in pc], width))
+        cells = ["-" if r[key] is None else f"{r[key]:.3f}" for r in pc]
+        lines.append(_table_row(key, cells, width))
     lines.append(_table_row("support", [str(r["support"]) for r in pc], width))
     lines += ["", "Confusion matrix (rows: true digit, columns: predicted digit)"]
     lines.append(_table_row("true\\pred", digits, width))

@@ -63,6 +63,23 @@ def test_human_output(weights: Path, data: dict, batch_size: str) -> None:
     assert res.stderr == ""  # no progress bar when stderr is not a terminal
 
 
+def test_undefined_ratios_are_shown_as_such(weights: Path, data: dict) -> None:
+    # Two images: most digits neither occur nor are predicted, so their ratios are undefined.
+    images, labels = data["test"]
+    preds = expected(weights, images)[:2]
+    res = invoke("--weights", str(weights), "--limit", "2", "--json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["per_class"]
+    res = invoke("--weights", str(weights), "--limit", "2")
+    table = {line.split()[0]: line.split()[1:] for line in res.stdout.splitlines()[5:8]}
+    for d, r in enumerate(rows):
+        seen, said = d in labels[:2], d in preds
+        assert (r["recall"] is None, r["precision"] is None) == (not seen, not said)
+        assert (r["f1"] is None) == (not seen and not said)
+        for key in ("precision", "recall", "f1"):
+            assert table[key][d] == ("-" if r[key] is None else f"{r[key]:.3f}")
+
+
 def test_quiet(weights: Path, data: dict) -> None:
     images, labels = data["test"]
     res = invoke("--weights", str(weights), "--quiet")
@@ -84,8 +101,8 @@ def test_json(weights: Path, data: dict) -> None:
     for d, r in enumerate(s["per_class"]):
         hits = np.sum((preds == d) & (labels == d))
         assert r["support"] == np.sum(labels == d)
-        assert r["recall"] == pytest.approx(hits / max(1, np.sum(labels == d)))
-        assert r["precision"] == pytest.approx(hits / max(1, np.sum(preds == d)))
+        for key, count in (("recall", np.sum(labels == d)), ("precision", np.sum(preds == d))):
+            assert r[key] == (pytest.approx(hits / count) if count else None)
     assert s["images_per_second"] > 0
     assert s["weights"] == {
         "path": str(weights),

@@ -78,9 +78,10 @@ def test_per_class_hand_checked_with_empty_classes() -> None:
     with warnings.catch_warnings(), np.errstate(all="raise"):
         warnings.simplefilter("error")
         pc = report.per_class(cm)
-    np.testing.assert_allclose(pc["precision"], [2 / 3, 3 / 4, 0, 0])
-    np.testing.assert_allclose(pc["recall"], [2 / 3, 1, 0, 0])
-    np.testing.assert_allclose(pc["f1"], [2 / 3, 6 / 7, 0, 0])
+    # Undefined ratios are NaN: nothing predicted as 2 or 3, no 3 in the labels.
+    np.testing.assert_allclose(pc["precision"], [2 / 3, 3 / 4, np.nan, np.nan])
+    np.testing.assert_allclose(pc["recall"], [2 / 3, 1, 0, np.nan])
+    np.testing.assert_allclose(pc["f1"], [2 / 3, 6 / 7, 0, np.nan])
     np.testing.assert_array_equal(pc["support"], [3, 3, 1, 0])
 
 
