@@ -134,7 +134,8 @@ def download(
     "--report",
     "report_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Also write confusion.png and mistakes.png into this folder.",
+    help="Also write confusion.png and mistakes.png into this folder (created if missing;"
+    " files of those names are replaced).",
 )
 @mirror_option
 @cache_dir_option
@@ -278,7 +279,8 @@ def info(weights_path: Path | None) -> None:
     "save_dir",
     type=click.Path(file_okay=False, path_type=Path),
     metavar="FOLDER",
-    help="Write each 28x28 digit the network saw as FOLDER/<stem>.png.",
+    help="Write each 28x28 digit the network saw as FOLDER/<stem>.png (created if missing;"
+    " files of the same names are replaced).",
 )
 @click.option(
     "--batch-size",
@@ -395,7 +397,7 @@ def predict(
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("digits"),
     show_default=True,
-    help="Folder for the PNG files (created if missing).",
+    help="Folder for the PNG files (created if missing; files of the same names are replaced).",
 )
 @click.option("--art", is_flag=True, help="Also draw each digit in the terminal.")
 @mirror_option
