@@ -144,7 +144,11 @@ class _Run:
         self.partial = [0.0, 0, 0, 0.0]  # this epoch so far: loss sum, hits, images, seconds
 
     def save(self, out: Path, data_hashes: dict[str, str]) -> tuple[Path, Path]:
-        """Write both checkpoint files atomically."""
+        """Write both checkpoint files atomically.
+
+        The state file holds the weights too, so it alone is what --resume reads: a stop
+        between the two writes cannot pair the weights of one moment with the state of another.
+        """
         from mnist_infer.files import atomic_write
         from mnist_infer.weights import save_weights
 
@@ -167,6 +171,7 @@ class _Run:
             "history": [asdict(h) for h in self.history],
         }
         arrays: dict[str, Any] = {"opt." + k: v for k, v in self.opt.state.items()}
+        arrays |= {"net." + k: v for k, v in self.net.params.items()}
         arrays["perm"] = np.asarray(self.perm if self.perm is not None else [], np.intp)
         arrays["state"] = np.array(json.dumps(state))
         atomic_write(spath, lambda f: np.savez(f, **arrays))
@@ -176,21 +181,21 @@ class _Run:
         """Load the checkpoint beside out; its options must match the current ones."""
         import zipfile
 
-        from mnist_infer.weights import load_weights
+        from mnist_infer.weights import check_params
 
         wpath, spath = checkpoint_paths(out)
-        missing = [p for p in (wpath, spath) if not p.is_file()]
-        if missing:
-            found = "" if len(missing) == 2 else f" ({missing[0].name} is missing)"
+        if not spath.is_file():
+            found = f" ({spath.name} is missing)" if wpath.is_file() else ""
             raise UsageError(
                 f"cannot resume: no checkpoint {wpath}{found}; run without --resume to start afresh"
             )
-        params = load_weights(wpath)
         try:
             with np.load(spath, allow_pickle=False) as z:
                 state = json.loads(str(z["state"]))
                 perm = z["perm"]
                 opt_state = {k[4:]: z[k] for k in z.files if k.startswith("opt.")}
+                params = {k[4:]: z[k] for k in z.files if k.startswith("net.")}
+            check_params(params, str(spath))
             options = state["options"]
             saved = TrainOptions(**{**options, "hidden": tuple(options["hidden"])})
             step, epoch, batch = int(state["step"]), int(state["epoch"]), int(state["batch"])
@@ -198,7 +203,15 @@ class _Run:
             rng = state["rng"]
             loss_sum, hits, seen, secs = state["partial"]
             partial = [float(loss_sum), int(hits), int(seen), float(secs)]
-        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+        except (
+            OSError,
+            EOFError,
+            ValueError,
+            KeyError,
+            TypeError,
+            zipfile.BadZipFile,
+            WeightsError,
+        ):
             raise WeightsError(
                 f"cannot resume: {spath} is not a valid training state (corrupt or written by"
                 " another version); run without --resume to start afresh"

@@ -24,7 +24,7 @@ from mnist_infer.errors import (
 )
 from mnist_infer.idx import write_idx
 from mnist_infer.train import TrainOptions, checkpoint_paths, train
-from mnist_infer.weights import file_sha256, load_weights, read_metadata
+from mnist_infer.weights import file_sha256, load_weights, read_metadata, save_weights
 
 
 def _blobs(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -169,6 +169,26 @@ def test_resume_takes_the_default_rate_given_explicitly(
     out = interrupted
     res = train(_opts(lr=0.003), out, cache_dir=blob_cache, resume=True)
     assert [h.epoch for h in res.history] == [1, 2, 3]
+
+
+def _zero_weights(p: Path) -> None:
+    save_weights({k: np.zeros_like(v) for k, v in load_weights(p).items()}, p)
+
+
+@pytest.mark.parametrize("spoil", [_zero_weights, Path.unlink])
+def test_resume_reads_the_state_alone(
+    blob_cache: Path, interrupted: Path, tmp_path: Path, spoil: Callable[[Path], object]
+) -> None:
+    # A stop between the two writes leaves weights of another moment beside the state; the
+    # state holds its own copy, so the run still ends as an uninterrupted one. The weights
+    # half is for --weights: resuming does not need it.
+    out = interrupted
+    spoil(checkpoint_paths(out)[0])
+    res = train(_opts(), out, cache_dir=blob_cache, resume=True)
+    full = train(_opts(), tmp_path / "full.pkl", cache_dir=blob_cache)
+    for k in full.params:
+        np.testing.assert_array_equal(full.params[k], res.params[k])
+    assert not any(p.exists() for p in checkpoint_paths(out))
 
 
 def test_resume_names_the_missing_half_of_a_checkpoint(blob_cache: Path, interrupted: Path) -> None:
