@@ -115,6 +115,7 @@ def fetch(
         bases,
         [s.gz_name for s in specs],
         progress=not quiet and sys.stderr.isatty(),
+        say=None if quiet else lambda text: print(text, file=sys.stderr, flush=True),
         timeout=timeout,
         retries=retries,
         backoff=backoff,
@@ -165,11 +166,13 @@ class _Fetcher:
         names: list[str],
         *,
         progress: bool,
+        say: Callable[[str], object] | None,
         timeout: tuple[float, float],
         retries: int,
         backoff: float,
     ) -> None:
         self.cache, self.bases, self.names, self.progress = cache, bases, names, progress
+        self.say = say  # for notes while the user waits
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.failed: set[str] = set()
         self._session: requests.Session | None = None
@@ -209,12 +212,19 @@ class _Fetcher:
                     if attempt:
                         raise _Failed(f"{e} (after {attempt + 1} attempts)") from None
                     raise
+                reason = str(e)
             except OSError as e:  # network errors are _Failed by now: this is the disk
                 raise MnistInferError(
                     f"cannot write to the cache folder {self.cache}: {e.strerror or e}"
                 ) from None
-            time.sleep(self.backoff * 2**attempt)
+            delay = self.backoff * 2**attempt
             attempt += 1
+            if self.say is not None:
+                self.say(
+                    f"{url}: {reason}; retrying in {delay:g} s"
+                    f" (attempt {attempt + 1} of {self.retries + 1})"
+                )
+            time.sleep(delay)
 
     def _download(self, url: str, spec: FileSpec, tmp: Path) -> None:
         import requests

@@ -249,7 +249,7 @@ def test_a_read_error_is_not_called_bad_data(gzipped: bool) -> None:
 
 
 def test_retry_recovers_from_a_transient_error(
-    loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path
+    loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
     base = mini_mnist.serve(loopback, "m")
     loopback.route(
@@ -260,6 +260,7 @@ def test_retry_recovers_from_a_transient_error(
     assert res[1].source == f"{base}{LABELS}.gz"
     assert loopback.hits[f"/m/{LABELS}.gz"] == 3
     assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
+    assert capsys.readouterr().err == ""  # quiet: no notes about the retries
 
 
 def test_uncompressed_and_recompressed_content_accepted(
@@ -461,6 +462,19 @@ def test_cli_download_lines(loopback: Loopback, mini_files: MiniMnist, cache_dir
     assert "already cached" not in forced.stdout
     assert forced.stdout.count("  verified  (") == 2
     assert sum(loopback.hits.values()) == 4
+
+
+def test_cli_says_when_it_retries(
+    loopback: Loopback, mini_files: MiniMnist, cache_dir: Path
+) -> None:
+    base = mini_files.serve(loopback, "m")
+    loopback.route(f"m/{LABELS}.gz", status(502), ok(mini_files.gz(LABELS)))
+    res = invoke("--mirror", base, "--split", "test")
+    assert res.exit_code == 0, res.output
+    assert res.stderr == (
+        f"{base}{LABELS}.gz: HTTP 502 Bad Gateway; retrying in 0.5 s (attempt 2 of 4)\n"
+    )
+    assert res.stdout.splitlines()[1] == f"{LABELS}  58 bytes  verified  ({base}{LABELS}.gz)"
 
 
 def test_cli_quiet_all_splits_cache_dir_option(
