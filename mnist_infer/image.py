@@ -27,6 +27,7 @@ HIRES = 24  # digits larger than this (px) get their box measured at half ink st
 SMALL = 64  # smaller images skip speck and lighting filters (MNIST-like inputs stay exact)
 FORMATS = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 MIN_CONTRAST = 0.08  # ink must differ from the background by this much (of full scale)
+MIN_SIDE = 4  # px: a smaller mark, blown up to 20 px, is a blob and no digit
 RAMP = " .:-=+*#%@"
 
 
@@ -259,6 +260,12 @@ def normalize(gray: NDArray[np.float32], invert: Invert = "auto", name: str = "i
         half = ink * (ink >= 0.5)
         y0, y1 = _extent(half.sum(axis=1))
         x0, x1 = _extent(half.sum(axis=0))
+    h, w = y1 - y0 + 1, x1 - x0 + 1
+    if max(h, w) < MIN_SIDE:
+        raise ImageError(
+            f"{name}: the ink spans only {w}x{h} pixels, expected a digit at least {MIN_SIDE}"
+            " pixels tall or wide"
+        )
     return _frame(ink[y0 : y1 + 1, x0 : x1 + 1])
 
 

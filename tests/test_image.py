@@ -305,6 +305,20 @@ def test_tiny_digit_is_scaled_up() -> None:
     assert abs(_centre_of_mass(out)[0] - 14) <= 0.5
 
 
+@pytest.mark.parametrize(("w", "h"), [(1, 1), (3, 2), (1, 3)])
+def test_a_dot_is_no_digit(w: int, h: int) -> None:
+    a = np.zeros((28, 28), np.uint8)
+    a[10 : 10 + h, 12 : 12 + w] = 255
+    with pytest.raises(ImageError) as err:
+        image.preprocess(Image.fromarray(a), name="dot.png")
+    assert str(err.value) == (
+        f"dot.png: the ink spans only {w}x{h} pixels,"
+        " expected a digit at least 4 pixels tall or wide"
+    )
+    a[10:14, 12] = 255  # four pixels tall: a short stroke, which may be a digit
+    assert image.preprocess(Image.fromarray(a)).any()
+
+
 @pytest.mark.parametrize(
     "blank",
     [
