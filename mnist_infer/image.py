@@ -6,7 +6,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Literal, NoReturn
 
 import numpy as np
 from numpy.typing import NDArray
@@ -223,15 +223,16 @@ def normalize(gray: NDArray[np.float32], invert: Invert = "auto", name: str = "i
     ring = _border(g)
     lo, hi = float(ring.min()), float(ring.max())
     bg = lo if lo == hi else _med(ring)
-    if invert == "auto":
-        # The ink is what departs most from the background, lighter or darker.
-        s = _mean2(g) if big else g
-        flip = bg - float(s.min()) > float(s.max()) - bg
-    else:
-        flip = invert == "yes"
+    s = _mean2(g) if big else g
+    dark, light = bg - float(s.min()), float(s.max()) - bg
+    # Unless told, the ink is what departs most from the background, lighter or darker.
+    flip = dark > light if invert == "auto" else invert == "yes"
     if flip:
         g, ring, bg = 1 - g, 1 - ring, 1 - bg
     if big:  # photos: uneven light and shadows, so subtract a background map
+        if (dark if flip else light) < MIN_CONTRAST:
+            # No ink of the expected shade: flattening would make some of the paper's.
+            _no_digit(name, invert)
         g = _flatten(g)
         ring = _border(g)
         lo, hi = float(ring.min()), float(ring.max())
@@ -244,8 +245,7 @@ def normalize(gray: NDArray[np.float32], invert: Invert = "auto", name: str = "i
         on &= _count3(on) >= 3
     top = _top(g[on], big) if on.any() else bg
     if top - bg < MIN_CONTRAST:
-        hint = f"; --invert {invert} expects {_INK[invert]} ink" if invert != "auto" else ""
-        raise ImageError(f"{name}: no digit found (blank or single-colour image){hint}")
+        _no_digit(name, invert)
     # Ink strength relative to the background keeps the anti-aliased edges in proportion.
     ink = g - np.float32(bg)
     if cut > bg:
@@ -267,6 +267,11 @@ def normalize(gray: NDArray[np.float32], invert: Invert = "auto", name: str = "i
             " pixels tall or wide"
         )
     return _frame(ink[y0 : y1 + 1, x0 : x1 + 1])
+
+
+def _no_digit(name: str, invert: Invert) -> NoReturn:
+    hint = f"; --invert {invert} expects {_INK[invert]} ink" if invert != "auto" else ""
+    raise ImageError(f"{name}: no digit found (blank or single-colour image){hint}")
 
 
 def _top(ink: NDArray[np.float32], big: bool) -> float:

@@ -259,9 +259,13 @@ def test_invert(picture: str, invert: image.Invert) -> None:
 @pytest.mark.parametrize(
     ("picture", "invert", "ink"), [(SEVEN, "yes", "dark"), (255 - SEVEN, "no", "light")]
 )
-def test_wrong_invert_finds_no_ink(picture: np.ndarray, invert: image.Invert, ink: str) -> None:
+@pytest.mark.parametrize("side", [28, 200])  # small pictures, and photos that get flattened
+def test_wrong_invert_finds_no_ink(
+    picture: np.ndarray, invert: image.Invert, ink: str, side: int
+) -> None:
+    img = Image.fromarray(picture).resize((side, side), Image.Resampling.BICUBIC)
     with pytest.raises(ImageError) as err:
-        image.preprocess(Image.fromarray(picture), invert, name="d.png")
+        image.preprocess(img, invert, name="d.png")
     assert str(err.value) == (
         f"d.png: no digit found (blank or single-colour image); --invert {invert} expects {ink} ink"
     )
