@@ -45,7 +45,8 @@ def open_image(source: str | Path | IO[bytes], name: str) -> tuple[Image.Image, 
         m = re.search(r"\((\d+) pixels\)", str(err))
         size = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
         raise ImageError(
-            f"{name}: image too large ({size}; the limit is {MAX_PIXELS:,} pixels)"
+            f"{name}: image too large ({size}; the limit is {MAX_PIXELS:,} pixels);"
+            " scale it down or crop it to the digit first"
         ) from None
     except Image.UnidentifiedImageError:
         what = "empty file" if _is_empty(source) else f"not an image (expected {FORMATS})"

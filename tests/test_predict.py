@@ -336,12 +336,14 @@ BAD = {
     "too-large": (
         "huge.png",
         lambda p: p.write_bytes(_png_header(10_000, 6_000)),
-        "image too large (60,000,000 pixels; the limit is 50,000,000 pixels)",
+        "image too large (60,000,000 pixels; the limit is 50,000,000 pixels); scale it down or crop"
+        " it to the digit first",
     ),
     "far-too-large": (
         "bomb.png",
         lambda p: p.write_bytes(_png_header(20_000, 20_000)),
-        "image too large (400,000,000 pixels; the limit is 50,000,000 pixels)",
+        "image too large (400,000,000 pixels; the limit is 50,000,000 pixels); scale it down or"
+        " crop it to the digit first",
     ),
     "folder-without-images": (
         "empty-folder",
