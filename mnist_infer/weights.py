@@ -21,6 +21,7 @@ OUTPUTS = 10
 DEFAULT_NAME = "mnist-mlp-784-50-100-10.pkl"
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_SUFFIXES = (".pkl", ".pickle")
+MAX_NPZ_BYTES = 2**30
 
 
 # --- safe unpickling -----------------------------------------------------------
@@ -69,14 +70,16 @@ class _Array(np.ndarray):
     """
 
     def __setstate__(self, state: Any) -> None:
+        # A second BUILD would free the data that views made by _frombuffer still point at.
+        if getattr(self, "_built", False):
+            raise _Refused("setting an array's state twice is not allowed")
+        self._built = True
         checked: Any = tuple(_plain_dtype(x) if isinstance(x, np.dtype) else x for x in state)
         super().__setstate__(checked)
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     """The only globals a weights pickle may name: what numpy needs to rebuild arrays."""
-    import codecs
-
     try:
         from numpy._core import multiarray, numeric
     except ImportError:  # numpy < 2
@@ -97,13 +100,27 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         return multiarray.scalar(_plain_dtype(dtype), *args)
 
     def _frombuffer(buf: object, dtype: object, *args: object) -> np.ndarray:
+        # Only the file's own bytes: a view of another array would outlive that array's data.
+        if not isinstance(buf, bytes | bytearray):
+            raise _Refused(
+                f"numpy's _frombuffer is only allowed on bytes, found {type(buf).__name__}"
+            )
         return numeric._frombuffer(buf, _plain_dtype(dtype), *args)  # type: ignore[attr-defined]
+
+    def encode(obj: object, encoding: object = "utf-8") -> bytes:
+        # Protocols 0-2 store bytes as encode(str, "latin1"); other codecs (hex, zlib, ...)
+        # could grow a tiny file into gigabytes.
+        if not isinstance(obj, str) or encoding != "latin1":
+            raise _Refused(
+                "_codecs.encode is only allowed on a str with the latin1 codec, found"
+                f" {type(obj).__name__} with {reprlib.repr(encoding)}"
+            )
+        return obj.encode("latin1")
 
     allowed: dict[tuple[str, str], Any] = {
         ("numpy", "ndarray"): _NDARRAY,
         ("numpy", "dtype"): np.dtype,
-        # Protocols 0-2 store bytes as codecs.encode(str, "latin1").
-        ("_codecs", "encode"): codecs.encode,
+        ("_codecs", "encode"): encode,
     }
     # Pickles name numpy's private module as it was called when they were written.
     for core in ("numpy.core", "numpy._core"):
@@ -182,7 +199,7 @@ def check_params(
     while f"W{n + 1}" in params:
         n += 1
     if n == 0:
-        found = ", ".join(sorted(repr(k) for k in params)) or "none"
+        found = ", ".join(sorted(reprlib.repr(k) for k in params)) or "none"
         raise WeightsError(
             f"{source}: missing key 'W1' (expected arrays W1..Wn and b1..bn, found keys: {found})"
         )
@@ -193,7 +210,7 @@ def check_params(
             raise WeightsError(f"{source}: missing key {k!r} (expected {want})")
     for k in params:
         if k not in names:
-            raise WeightsError(f"{source}: unexpected key {k!r} (expected only {want})")
+            raise WeightsError(f"{source}: unexpected key {reprlib.repr(k)} (expected only {want})")
     prev: np.ndarray | None = None
     for i in range(1, n + 1):
         w, b = params[f"W{i}"], params[f"b{i}"]
@@ -287,10 +304,22 @@ def _from_pickle(data: bytes, path: Path) -> object:
     return _plain(obj)
 
 
-def _from_npz(data: bytes, path: Path) -> dict[str, np.ndarray]:
+def _from_npz(data: bytes, path: Path) -> dict[str, Any]:
+    """The arrays of an .npz; keys that cannot be weights map to None, unread."""
+    import re
+
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            keep = [k for k in z.files if re.fullmatch(r"[Wb][1-9][0-9]*", k)]
+            size = sum(z.zip.getinfo(f"{k}.npy").file_size for k in keep)
+            if size > MAX_NPZ_BYTES:  # a few MB of zeros can inflate to gigabytes
+                raise WeightsError(
+                    f"cannot load weights {path}: its arrays take {size / 2**20:,.1f} MiB"
+                    f" uncompressed, expected at most {MAX_NPZ_BYTES / 2**20:,.1f} MiB"
+                )
+            return {k: z[k] if k in keep else None for k in z.files}
+    except WeightsError:
+        raise
     except Exception as e:  # zipfile, npy header and object-array errors alike
         what = (
             "the .npz holds object arrays (refused: loading them could run code)"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import json
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -363,6 +365,19 @@ SHAPED = (
 OBJECTS = (
     "arrays of Python objects are not allowed (a weights pickle may only rebuild numeric arrays)"
 )
+FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]
+F4x4 = (1, (4,), np.dtype("f4"), False, bytes(16))
+F4 = (np.dtype("f4"), (4,), "C")
+
+
+def _built_twice() -> bytes:
+    """{"W1": an array whose BUILD runs a second time}, as a hand-written protocol 2 pickle."""
+    body = pickle.dumps(_Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=F4x4), 2)[2:-1]
+    state = pickle.dumps((1, (1,), np.dtype("f4"), False, bytes(4)), 2)[2:-1]
+    # DUP the built array, BUILD it again, POP the copy, then SETITEM it under "W1".
+    return b"\x80\x02}X\x02\x00\x00\x00W1" + body + b"2" + state + b"b0s."
+
+
 # Pickles that name only allowed globals, yet would make numpy use memory the file does not fill.
 NUMPY_TRICKS: dict[str, tuple[bytes, str]] = {
     "ndarray called directly": (
@@ -390,6 +405,20 @@ NUMPY_TRICKS: dict[str, tuple[bytes, str]] = {
     # numpy reads past the end of a short item list: a crash, or worse.
     "object array": (_array_pickle((1, (100000,), np.dtype("O"), False, [])), OBJECTS),
     "object scalar": (pickle.dumps({"W1": _Call(SCALAR, np.dtype("O"), 1.0)}, 2), OBJECTS),
+    # A view of an array's memory would dangle once a second BUILD frees that memory.
+    "_frombuffer on an array": (
+        pickle.dumps(
+            {"W1": _Call(FROMBUFFER, _Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=F4x4), *F4)},
+            2,
+        ),
+        "numpy's _frombuffer is only allowed on bytes, found _Array",
+    ),
+    "array state set twice": (_built_twice(), "setting an array's state twice is not allowed"),
+    # Nested "hex" encodings double the size at each level: 31 of them make gigabytes.
+    "_codecs.encode with another codec": (
+        pickle.dumps({"W1": _Call(codecs.encode, b"00", "hex")}, 2),
+        "_codecs.encode is only allowed on a str with the latin1 codec, found bytes with 'hex'",
+    ),
 }
 
 
@@ -490,6 +519,18 @@ FILE_CASES: dict[str, tuple[Callable[[Path], object], str]] = {
         lambda p: write_pickle(p, {}),
         "{p}: missing key 'W1' (expected arrays W1..Wn and b1..bn, found keys: none)",
     ),
+    # A key nested 2000 deep: repr() of it alone would raise RecursionError.
+    "deeply nested key": (
+        lambda p: p.write_bytes(b"\x80\x02}K\x00" + b"\x85" * 2000 + b"K\x01s."),
+        "{p}: missing key 'W1' (expected arrays W1..Wn and b1..bn, found keys:"
+        " (((((((...),),),),),),))",
+    ),
+    "deeply nested extra key": (
+        lambda p: p.write_bytes(
+            pickle.dumps(make_params(), 2)[:-1] + b"K\x00" + b"\x85" * 2000 + b"K\x01s."
+        ),
+        "{p}: unexpected key (((((((...),),),),),),) (expected only W1..W3 and b1..b3)",
+    ),
 }
 
 
@@ -513,6 +554,35 @@ def test_unreadable_file_via_cli(tmp_path: Path, case: str, command: str) -> Non
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 5
     assert res.stderr == f"Error: {message.format(p=p)}\n"
+
+
+def test_npz_arrays_too_large_once_inflated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The limit is lowered: at the real one (1 GiB) a test would inflate a gigabyte.
+    monkeypatch.setattr("mnist_infer.weights.MAX_NPZ_BYTES", 2**20)
+    p = tmp_path / "w.npz"
+    np.savez_compressed(p, **{**make_params(), "W1": np.zeros((784, 500), np.float32)})
+    assert p.stat().st_size < 2**20 < 784 * 500 * 4
+    with zipfile.ZipFile(p) as z:
+        size = sum(i.file_size for i in z.infolist())
+    with pytest.raises(WeightsError) as e:
+        load_weights(p)
+    assert str(e.value) == (
+        f"cannot load weights {p}: its arrays take {size / 2**20:.1f} MiB uncompressed,"
+        " expected at most 1.0 MiB"
+    )
+
+
+def test_npz_keys_that_cannot_be_weights_are_not_inflated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mnist_infer.weights.MAX_NPZ_BYTES", 2**20)
+    p = tmp_path / "w.npz"
+    np.savez_compressed(p, **make_params(), junk=np.zeros(2**22, np.uint8))
+    with pytest.raises(WeightsError) as e:
+        load_weights(p)
+    assert str(e.value) == f"{p}: unexpected key 'junk' (expected only W1..W3 and b1..b3)"
 
 
 def _with(**changes: object) -> Callable[[], dict[str, object]]:
