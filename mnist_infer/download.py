@@ -125,8 +125,7 @@ def fetch(
         good = {s.name for s in specs if _matches(cache / s.name, s)}
         for spec in specs:  # bad entries go first: a failed fetch leaves none behind
             if spec.name not in good:
-                with suppress(FileNotFoundError):
-                    (cache / spec.name).unlink()
+                _remove_entry(cache / spec.name)
         for spec in specs:
             target = cache / spec.name
             # With force, a good entry stays until a verified copy replaces it.
@@ -194,7 +193,7 @@ class _Fetcher:
             except _Failed as e:
                 failures.append((base, e))
                 self.failed.add(base)
-        raise _all_failed(spec, failures, self.names)
+        raise _all_failed(spec, failures, self.names, self.cache)
 
     def _from_mirror(self, base: str, spec: FileSpec) -> str:
         if _is_local(base):
@@ -240,7 +239,7 @@ class _Fetcher:
                     raise _Failed(f"HTTP {r.status_code} {r.reason}", transient=transient)
                 if "html" in r.headers.get("Content-Type", "").lower():
                     raise _Failed("served an HTML page (HTTP 200), not the file")
-                total = int(r.headers.get("Content-Length") or 0) or None
+                total = _length(r.headers.get("Content-Length"))
                 if total and total > limit:
                     raise _Failed(f"too large: {total:,} bytes", delivered=True)
                 with open(tmp, "wb") as out, _bar(spec.gz_name, total, self.progress) as update:
@@ -379,7 +378,7 @@ def _matches(path: Path, spec: FileSpec) -> bool:
 
 
 def _all_failed(
-    spec: FileSpec, failures: list[tuple[str, _Failed]], names: list[str]
+    spec: FileSpec, failures: list[tuple[str, _Failed]], names: list[str], cache: Path
 ) -> MnistInferError:
     tried = "; ".join(f"{base} -> {e}" for base, e in failures)
     if all(e.delivered for _, e in failures):
@@ -396,9 +395,14 @@ def _all_failed(
             " (gzipped or decompressed; names without .gz work too)"
         )
     else:
+        import shlex
+
+        # `download` must fill this cache, not the one it would use by default.
+        other = cache.absolute() != resolve_cache_dir().absolute()
+        where = f" --cache-dir {shlex.quote(str(cache))}" if other else ""
         hint = (
             f"download the files by hand ({', '.join(names)}) into a folder and run"
-            " `mnist-infer download --mirror DIR`"
+            f" `mnist-infer download --mirror DIR{where}`"
         )
     return NetworkError(f"could not download {spec.gz_name} from any mirror ({tried}); {hint}")
 
@@ -414,11 +418,41 @@ def _is_local(base: str) -> bool:
 
 
 def _check_mirror(base: str) -> None:
+    if not base.strip():
+        raise UsageError("empty mirror; expected an http(s):// or file:// URL or a folder")
     m = re.match(r"([a-zA-Z][a-zA-Z0-9+.-]*)://", base)
     if m and m.group(1).lower() not in ("http", "https", "file"):
         raise UsageError(
             f"unsupported mirror {base!r}; expected an http(s):// or file:// URL or a folder"
         )
+    if m and m.group(1).lower() == "file" and urlparse(base).netloc not in ("", "localhost"):
+        raise UsageError(
+            f"unsupported mirror {base!r}: file:// URLs name a folder on this machine, not a"
+            " host; write file:///path/to/folder (three slashes) or just the folder"
+        )
+
+
+def _length(header: str | None) -> int | None:
+    """Content-Length as a positive int, or None when missing or malformed."""
+    try:
+        n = int(header or 0)
+    except ValueError:  # e.g. "abc", or "100, 100" from a header sent twice
+        return None
+    return n if n > 0 else None
+
+
+def _remove_entry(path: Path) -> None:
+    """Delete a cached file that did not verify, so a failed fetch leaves none behind."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        raise MnistInferError(
+            f"cannot replace {path}: it is a folder, expected a cached file; move it away"
+        ) from None
+    except OSError as e:
+        raise MnistInferError(f"cannot replace {path}: {e.strerror or e}") from None
 
 
 def _folder(base: str) -> Path:

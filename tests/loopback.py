@@ -25,6 +25,7 @@ class Reply:
     content_type: str = "application/octet-stream"
     drop_after: int | None = None  # announce the full length, send this many bytes, hang up
     delay: float = 0.0  # sleep before the headers (bounded, to trip the client's read timeout)
+    length: str | None = None  # the Content-Length header as sent, if not the body's length
 
 
 def ok(body: bytes) -> Reply:
@@ -117,13 +118,14 @@ def _handler(server: Loopback) -> type[BaseHTTPRequestHandler]:
                 time.sleep(min(reply.delay, 5.0))
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            if reply.drop_after is not None:
-                self.send_header("Connection", "close")
+            self.send_header("Content-Length", reply.length or str(len(reply.body)))
+            if reply.drop_after is not None or reply.length is not None:
+                self.send_header("Connection", "close")  # the end of the data ends the body
             self.end_headers()
             try:
                 if reply.drop_after is None:
                     self.wfile.write(reply.body)
+                    self.close_connection = reply.length is not None
                 else:
                     self.wfile.write(reply.body[: reply.drop_after])
                     self.wfile.flush()

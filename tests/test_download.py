@@ -497,6 +497,40 @@ def test_cli_mirror_env_var_and_file_url(
     assert_good_cache(cache_dir, mini_files, {"train-images-idx3-ubyte", "train-labels-idx1-ubyte"})
 
 
+@pytest.mark.parametrize("length", ["abc", "{n}, {n}"])
+def test_malformed_content_length_is_ignored(
+    length: str, loopback: Loopback, mini_files: MiniMnist, cache_dir: Path
+) -> None:
+    base = mini_files.serve(loopback, "m")
+    body = mini_files.gz(LABELS)
+    loopback.route(f"m/{LABELS}.gz", Reply(body, length=length.format(n=len(body))))
+    res = invoke("--mirror", base, "--split", "test")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[1] == f"{LABELS}  58 bytes  verified  ({base}{LABELS}.gz)"
+    assert_good_cache(cache_dir, mini_files, {IMAGES, LABELS})
+
+
+def test_cli_folder_in_place_of_a_cached_file(mini_files: MiniMnist, cache_dir: Path) -> None:
+    (cache_dir / LABELS).mkdir(parents=True)
+    res = invoke("--mirror", str(mini_files.folder), "--split", "test")
+    assert res.exit_code == 1
+    assert res.stderr == (
+        f"Error: cannot replace {cache_dir / LABELS}: it is a folder, expected a cached file;"
+        " move it away\n"
+    )
+    assert (cache_dir / LABELS).is_dir()
+
+
+def test_cli_offline_hint_names_the_cache_given(loopback: Loopback, tmp_path: Path) -> None:
+    cache = tmp_path / "my cache"
+    a = loopback.mirror("a")
+    res = invoke("--mirror", a, "--split", "test", "--cache-dir", str(cache))
+    assert res.exit_code == 3
+    assert res.stderr.endswith(
+        f" into a folder and run `mnist-infer download --mirror DIR --cache-dir '{cache}'`\n"
+    )
+
+
 def test_cli_local_folder(mini_files: MiniMnist, cache_dir: Path) -> None:
     res = invoke("--mirror", str(mini_files.folder), "--split", "test")
     assert res.exit_code == 0
@@ -568,6 +602,16 @@ def test_cli_checksum_failure(loopback: Loopback, cache_dir: Path) -> None:
     [
         (["--split", "valid"], "Invalid value for '--split'"),
         (["--mirror", "ftp://x/"], "Error: unsupported mirror 'ftp://x/'"),
+        (
+            ["--mirror", "file://tmp/mnist"],
+            "Error: unsupported mirror 'file://tmp/mnist': file:// URLs name a folder on this"
+            " machine, not a host; write file:///path/to/folder (three slashes) or just the"
+            " folder\n",
+        ),
+        (
+            ["--mirror", ""],
+            "Error: empty mirror; expected an http(s):// or file:// URL or a folder\n",
+        ),
     ],
 )
 def test_cli_usage(args: list[str], message: str, cache_dir: Path) -> None:
