@@ -170,21 +170,25 @@ def evaluate(
     collecting = gc.isenabled()
     gc.disable()
     try:
+        from contextlib import nullcontext
+
         from mnist_infer import evaluate as ev
 
+        folder: Any = nullcontext()
         if report_dir is not None:
-            from mnist_infer.files import writable_folder
+            from mnist_infer.files import output_folder
 
-            writable_folder(report_dir)  # before the work, not after it
-        result = ev.evaluate(
-            weights_path,
-            split,
-            batch_size=batch_size,
-            limit=limit,
-            cache_dir=cache_dir,
-            mirrors=list(mirrors) or None,
-            progress=not quiet and sys.stderr.isatty(),
-        )
+            folder = output_folder(report_dir)  # checked before the work, not after it
+        with folder:
+            result = ev.evaluate(
+                weights_path,
+                split,
+                batch_size=batch_size,
+                limit=limit,
+                cache_dir=cache_dir,
+                mirrors=list(mirrors) or None,
+                progress=not quiet and sys.stderr.isatty(),
+            )
     finally:
         if collecting:
             gc.enable()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -29,6 +29,21 @@ def writable_folder(path: str | os.PathLike[str]) -> Path:
     except OSError as e:
         raise MnistInferError(f"cannot write to folder {d}: {e.strerror or e}") from None
     return d
+
+
+@contextmanager
+def output_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """writable_folder(path) for work that follows; folders it made go again if the work fails."""
+    d = Path(path)
+    made = [p for p in (d, *d.parents) if not p.exists()]  # deepest first
+    writable_folder(d)
+    try:
+        yield d
+    except BaseException:
+        for p in made:
+            with suppress(OSError):  # not empty after all, or gone: leave it
+                p.rmdir()
+        raise
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> None:

@@ -479,6 +479,13 @@ def describe(path: str | os.PathLike[str]) -> WeightsInfo:
         meta, problem = read_metadata(p), None
     except WeightsError as e:  # the weights themselves are fine, as evaluate would find
         meta, problem = None, str(e)
+    recorded = meta.get("weights_sha256") if meta is not None else None
+    if isinstance(recorded, str) and recorded != sha:  # e.g. the file was replaced, not its sidecar
+        problem = (
+            f"the metadata in {metadata_path(p)} describes another file (SHA-256"
+            f" {recorded[:12]}…, this file's is {sha[:12]}…)"
+        )
+        meta = None
     n = len(params) // 2
     ws = [params[f"W{i}"] for i in range(1, n + 1)]
     return WeightsInfo(

@@ -190,6 +190,15 @@ def test_unwritable_report_folder(weights: Path, data: dict, tmp_path: Path) -> 
     assert res.stdout == ""
 
 
+def test_failed_evaluation_removes_the_report_folders_it_made(data: dict, tmp_path: Path) -> None:
+    (tmp_path / "old").mkdir()
+    missing = tmp_path / "nope.pkl"
+    res = invoke("--weights", str(missing), "--report", str(tmp_path / "old" / "new" / "deep"))
+    assert res.exit_code == 5
+    assert res.stderr == f"Error: cannot read weights {missing}: no such file\n"
+    assert list((tmp_path / "old").iterdir()) == []  # "old" was there before: it stays
+
+
 # --- real MNIST and the textbook's weights -------------------------------------------
 
 

@@ -214,6 +214,23 @@ def test_info_warns_about_bad_metadata(tmp_path: Path, case: str) -> None:
     )
 
 
+def test_info_does_not_show_metadata_of_another_file(tmp_path: Path) -> None:
+    p = tmp_path / "w.pkl"
+    save_weights(make_params(seed=1), p)
+    without = run_cli("info", str(p))
+    save_weights(make_params(seed=2), tmp_path / "other.pkl")
+    other_sha = file_sha256(tmp_path / "other.pkl")
+    side = tmp_path / "w.pkl.json"
+    side.write_text(json.dumps({"weights_sha256": other_sha, "test_accuracy": 0.76}))
+    res = run_cli("info", str(p))
+    assert res.exit_code == 0, res.output
+    assert res.stdout == without.stdout
+    assert res.stderr == (
+        f"Warning: the metadata in {side} describes another file (SHA-256 {other_sha[:12]}…,"
+        f" this file's is {file_sha256(p)[:12]}…); showing the weights without it\n"
+    )
+
+
 def test_save_rejects_unknown_suffix(tmp_path: Path) -> None:
     p = tmp_path / "w.txt"
     with pytest.raises(UsageError) as e:
