@@ -57,10 +57,10 @@ def augment(
         sy += _U @ g[:, 1] @ _U.T
     np.clip(sx, 0, _SIDE + 0.999, out=sx)
     np.clip(sy, 0, _SIDE + 0.999, out=sy)
+    fx, sx = np.modf(sx)  # float32 parts: the index's int type would promote to float64
+    fy, sy = np.modf(sy)
     x0 = sx.astype(np.intp)
     y0 = sy.astype(np.intp)
-    fx = sx - x0
-    fy = sy - y0
     w = _SIDE + 2
     pad = np.zeros((n, w, w), f32)
     pad[:, 1:-1, 1:-1] = x.reshape(n, _SIDE, _SIDE)

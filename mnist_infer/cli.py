@@ -536,7 +536,8 @@ def train(
     """Train the sigmoid MLP (784-HIDDEN-10) on the MNIST training split.
 
     Prints one line per epoch (loss, training and validation accuracy, images/s). Ctrl-C
-    saves a checkpoint beside OUT; --resume continues from it. When done, OUT holds the
+    finishes the batch and saves a checkpoint beside OUT; --resume continues from it (a
+    second Ctrl-C stops at once, keeping the last checkpoint). When done, OUT holds the
     weights and OUT.json their metadata, including the test accuracy measured afterwards.
     """
     import sys

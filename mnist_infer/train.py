@@ -142,6 +142,8 @@ class _Run:
         self.perm: NDArray[np.intp] | None = None
         self.history: list[EpochStats] = []
         self.partial = [0.0, 0, 0, 0.0]  # this epoch so far: loss sum, hits, images, seconds
+        self.clean = True  # False while a batch or an epoch's end is half done
+        self.saved: tuple[int, int] | None = None  # (epoch, batch) of the checkpoint on disk
 
     def save(self, out: Path, data_hashes: dict[str, str]) -> tuple[Path, Path]:
         """Write both checkpoint files atomically.
@@ -175,6 +177,7 @@ class _Run:
         arrays["perm"] = np.asarray(self.perm if self.perm is not None else [], np.intp)
         arrays["state"] = np.array(json.dumps(state))
         atomic_write(spath, lambda f: np.savez(f, **arrays))
+        self.saved = (self.epoch, self.batch)
         return wpath, spath
 
     def restore(self, out: Path) -> None:
@@ -185,10 +188,13 @@ class _Run:
 
         wpath, spath = checkpoint_paths(out)
         if not spath.is_file():
-            found = f" ({spath.name} is missing)" if wpath.is_file() else ""
-            raise UsageError(
-                f"cannot resume: no checkpoint {wpath}{found}; run without --resume to start afresh"
+            what = (
+                f"the checkpoint's training state {spath} is missing ({wpath} alone, usable"
+                " with --weights, cannot resume)"
+                if wpath.is_file()
+                else f"no checkpoint {wpath}"
             )
+            raise UsageError(f"cannot resume: {what}; run without --resume to start afresh")
         try:
             with np.load(spath, allow_pickle=False) as z:
                 state = json.loads(str(z["state"]))
@@ -230,6 +236,7 @@ class _Run:
         self.perm = perm if perm.size else None
         self.history = history
         self.partial = partial
+        self.saved = (epoch, batch)
 
 
 def _diff(a: TrainOptions, b: TrainOptions) -> str:
@@ -279,7 +286,7 @@ def train(
     if resume:
         run.restore(out)
     n, bs = len(tr), opts.batch_size
-    per_epoch = n // bs
+    per_epoch = -(-n // bs)  # the last batch may be smaller
     total = opts.epochs * per_epoch
     try:
         with _deferred_interrupt() as stop:
@@ -287,19 +294,16 @@ def train(
                 stats = _epoch(
                     run, images, labels, tr, per_epoch, total, x_val, t_val, stop, progress
                 )
+                run.clean = False
                 run.history.append(stats)
                 run.epoch, run.batch, run.perm = run.epoch + 1, 0, None
                 run.partial = [0.0, 0, 0, 0.0]
+                run.clean = True
                 if on_epoch is not None:
                     on_epoch(stats)
                 run.save(out, hashes)
     except KeyboardInterrupt:
-        wpath, spath = run.save(out, hashes)
-        raise Interrupted(
-            f"interrupted in epoch {run.epoch + 1} after batch {run.batch}/{per_epoch};"
-            f" checkpoint saved to {wpath} (usable with --weights) and {spath};"
-            " run the same command with --resume to continue"
-        ) from None
+        raise _interrupted(run, out, hashes, per_epoch) from None
 
     params = {k: v.copy() for k, v in run.net.params.items()}
     result = TrainResult(path=out, params=params, history=run.history)
@@ -359,6 +363,7 @@ def _epoch(
         while run.batch < per_epoch:
             if stop():
                 raise KeyboardInterrupt
+            run.clean = False
             idx = run.perm[run.batch * bs : (run.batch + 1) * bs]
             x = augment(images[idx], run.rng) if opts.augment else images[idx].astype(np.float32)
             x *= scale
@@ -378,6 +383,7 @@ def _epoch(
                 run.opt.update(net.params, grads, cosine(opts.rate, step, total))
             run.batch += 1
             run.partial = [loss_sum, hits, seen, before + time.perf_counter() - t0]
+            run.clean = True
             if bar is not None:
                 bar.update(1)
     finally:
@@ -398,6 +404,39 @@ def _epoch(
         images_per_second=seen / secs if secs > 0 else 0.0,
         seconds=secs,
     )
+
+
+def _interrupted(run: _Run, out: Path, hashes: dict[str, str], per_epoch: int) -> Interrupted:
+    """Save a checkpoint if the state is whole, and say how to go on."""
+    where = f"interrupted in epoch {run.epoch + 1} after batch {run.batch}/{per_epoch}"
+    if run.clean:
+        with _ignoring_interrupts():  # a checkpoint half written is worse than a short wait
+            wpath, spath = run.save(out, hashes)
+        return Interrupted(
+            f"{where}; checkpoint saved to {wpath} (usable with --weights) and {spath};"
+            " run the same command with --resume to continue"
+        )
+    # A second Ctrl-C stopped a batch halfway: some weights were updated and some not.
+    where += " (a second Ctrl-C stopped the next batch halfway, so nothing was saved)"
+    if run.saved is None:
+        return Interrupted(f"{where}; run the same command to start again")
+    e, b = run.saved
+    return Interrupted(
+        f"{where}; the checkpoint from epoch {e + 1} after batch {b}/{per_epoch} is still"
+        f" there: run the same command with --resume to continue from it"
+    )
+
+
+@contextmanager
+def _ignoring_interrupts() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _diverged(run: _Run, batch: int, per_epoch: int, what: str) -> TrainingDiverged:

@@ -198,9 +198,73 @@ def test_resume_names_the_missing_half_of_a_checkpoint(blob_cache: Path, interru
     with pytest.raises(UsageError) as err:
         train(_opts(), out, cache_dir=blob_cache, resume=True)
     assert str(err.value) == (
-        f"cannot resume: no checkpoint {wpath} ({spath.name} is missing);"
-        " run without --resume to start afresh"
+        f"cannot resume: the checkpoint's training state {spath} is missing ({wpath} alone,"
+        " usable with --weights, cannot resume); run without --resume to start afresh"
     )
+
+
+def _stop_at_step(monkeypatch: pytest.MonkeyPatch, stop: int) -> None:
+    """A Ctrl-C inside batch `stop` (counted from 0 over all epochs), as a second press makes."""
+    from mnist_infer import train as train_module
+
+    cosine = train_module.cosine
+
+    def interrupted_at(lr: float, step: int, total: int) -> float:
+        if step == stop:  # the gradients are computed, the weights not yet updated
+            raise KeyboardInterrupt
+        return cosine(lr, step, total)
+
+    monkeypatch.setattr(train_module, "cosine", interrupted_at)
+
+
+def test_a_ctrl_c_inside_a_batch_keeps_the_last_whole_checkpoint(
+    blob_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = train(_opts(), tmp_path / "full.pkl", cache_dir=blob_cache)
+    out = tmp_path / "w.pkl"
+    _stop_at_step(monkeypatch, 20 + 6)  # 1000 training images in batches of 50: 20 per epoch
+    with pytest.raises(Interrupted) as err:
+        train(_opts(), out, cache_dir=blob_cache)
+    assert str(err.value) == (
+        "interrupted in epoch 2 after batch 6/20 (a second Ctrl-C stopped the next batch"
+        " halfway, so nothing was saved); the checkpoint from epoch 2 after batch 0/20 is still"
+        " there: run the same command with --resume to continue from it"
+    )
+    monkeypatch.undo()
+    res = train(_opts(), out, cache_dir=blob_cache, resume=True)
+    for k in full.params:
+        np.testing.assert_array_equal(full.params[k], res.params[k])
+
+
+def test_a_ctrl_c_inside_the_first_batches_saves_nothing(
+    blob_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "w.pkl"
+    _stop_at_step(monkeypatch, 3)
+    with pytest.raises(Interrupted) as err:
+        train(_opts(), out, cache_dir=blob_cache)
+    assert str(err.value) == (
+        "interrupted in epoch 1 after batch 3/20 (a second Ctrl-C stopped the next batch"
+        " halfway, so nothing was saved); run the same command to start again"
+    )
+    assert sorted(tmp_path.iterdir()) == [blob_cache]
+
+
+def test_the_last_smaller_batch_is_used(
+    blob_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mnist_infer.network import Network
+
+    sizes: list[int] = []
+    gradient = Network.gradient
+
+    def recording(self: Network, x: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+        sizes.append(len(x))
+        return gradient(self, x, t)
+
+    monkeypatch.setattr(Network, "gradient", recording)
+    train(_opts(epochs=2, batch_size=300), tmp_path / "w.pkl", cache_dir=blob_cache)
+    assert sizes == [300, 300, 300, 100] * 2  # 1000 training images
 
 
 def _truncate(p: Path) -> None:
