@@ -318,6 +318,8 @@ def predict(
     FILE_OR_FOLDER may be an image file, a folder (its images, sorted by name) or `-` for
     one image on standard input. Prints `path  digit  confidence` per image; `--json`
     prints JSON lines ({"path", "digit", "confidence"[, "top"]}), `--csv` a table.
+    Names that are not valid UTF-8 are printed byte for byte; in JSON, "path" then
+    shows U+FFFD for the odd bytes and "path_base64" holds the exact name.
 
     Each image is normalised like MNIST: upright per EXIF, transparency flattened,
     grayscale, inverted to white on black, background removed, cropped, longer side
@@ -327,6 +329,7 @@ def predict(
     A file that cannot be used gets `Error: <path>: <reason>` on stderr while the others
     are still predicted; the exit code is then 5.
     """
+    import io
     import json
     import os
     import sys
@@ -351,10 +354,12 @@ def predict(
         invert=invert,  # type: ignore[arg-type]
         raw=no_preprocess,
         recursive=recursive,
-        stdin=sys.stdin.buffer,
+        stdin=sys.stdin.buffer if pr.STDIN in inputs and sys.stdin is not None else None,
         jobs=jobs or pr.default_jobs(),
     )
     out = sys.stdout
+    if isinstance(out, io.TextIOWrapper):  # file names that are not valid UTF-8: bytes as-is
+        out.reconfigure(errors="surrogateescape")
     if fmt == "csv":
         import csv
 

@@ -135,13 +135,15 @@ def _items(paths: Iterable[str | Failure], stdin: IO[bytes] | None) -> Iterator[
     """Inputs with `-` replaced by the bytes read from standard input (once)."""
     read = False
     for p in paths:
-        if p == STDIN and read:
-            yield Failure(p, f"{p}: standard input was already read (give - once)")
-        elif p == STDIN:
-            read = True
-            yield p, stdin.read() if stdin is not None else b""
-        else:
+        if p != STDIN:
             yield p
+        elif read:
+            yield Failure(p, f"{p}: standard input was already read (give - once)")
+        elif stdin is None:
+            yield Failure(p, f"{p}: standard input is closed, expected an image on it")
+        else:
+            read = True
+            yield p, stdin.read()
 
 
 def _loaded(items: Iterator[Item], invert: Invert, raw: bool, jobs: int) -> Iterator[Loaded]:
@@ -157,9 +159,16 @@ def _loaded(items: Iterator[Item], invert: Invert, raw: bool, jobs: int) -> Iter
         return
     import multiprocessing as mp
 
-    # Forked workers inherit the imported modules, so they start in milliseconds.
-    with mp.get_context("fork").Pool(jobs) as pool:
+    # Forked workers inherit the imported modules, so they start in milliseconds. They
+    # ignore Ctrl-C: the main process handles it and stops them.
+    with mp.get_context("fork").Pool(jobs, initializer=_ignore_interrupts) as pool:
         yield from pool.imap(work, rest, chunksize=32)
+
+
+def _ignore_interrupts() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _can_fork() -> bool:
@@ -234,12 +243,22 @@ def text_line(p: Prediction, k: int = 1) -> str:
 
 
 def json_record(p: Prediction, k: int = 1) -> dict[str, object]:
-    """One JSON object per image; `top` lists the k best when k > 1."""
+    """One JSON object per image; `top` lists the k best when k > 1.
+
+    A path that is not valid UTF-8 shows U+FFFD for the bytes it cannot decode, and
+    `path_base64` then holds its exact bytes.
+    """
+    raw = os.fsencode(p.path)
+    path = raw.decode("utf-8", "replace")
     rec: dict[str, object] = {
-        "path": p.path,
+        "path": path,
         "digit": p.label,
         "confidence": round(p.confidence, 6),
     }
+    if path.encode("utf-8") != raw:
+        import base64
+
+        rec["path_base64"] = base64.b64encode(raw).decode("ascii")
     if k > 1:
         rec["top"] = [{"digit": d, "probability": round(q, 6)} for d, q in p.top(k)]
     return rec

@@ -296,10 +296,54 @@ def test_big_photo_is_reduced_and_specks_ignored() -> None:
     assert _shifted_difference(out, SEVEN) < 6
 
 
-def test_sixteen_bit_grayscale() -> None:
-    img = Image.fromarray(SEVEN.astype(np.uint16) * 257).convert("I;16")
-    out, _ = image.load_digit(_png(img), "deep.png")
+def _noisy_one(r: np.random.Generator, sigma: float) -> Image.Image:
+    """A photo-sized page with a thin dark '1' somewhere on it and Gaussian sensor noise."""
+    from PIL import ImageDraw
+
+    big = Image.new("L", (84, 84), 0)
+    ImageDraw.Draw(big).line([(44, 8), (40, 76)], fill=255, width=5)
+    ink = np.zeros((204, 284), np.float32)
+    oy, ox = int(r.integers(0, 120)), int(r.integers(0, 200))
+    ink[oy : oy + 84, ox : ox + 84] = np.asarray(big, np.float32) / 255
+    g = 240 - 200 * ink + r.normal(0, sigma, ink.shape)
+    return Image.fromarray(np.clip(g + 0.5, 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("sigma", [4, 8, 12])
+def test_noise_does_not_hide_a_thin_stroke(sigma: float) -> None:
+    r = np.random.default_rng(RNG_SEED)
+    for _ in range(10):
+        out = image.preprocess(_noisy_one(r, sigma), name="one.png")
+        h, w = _box(out)
+        assert h == 20
+        assert w <= 4
+
+
+@pytest.mark.parametrize(
+    ("mode", "top"),
+    [("I;16", 65535), ("I;16", 4095), ("I;16", 1023), ("I", 255), ("F", 1.0), ("F", 1000.0)],
+)
+def test_wide_pixels_use_the_smallest_full_scale_that_holds_them(mode: str, top: float) -> None:
+    a = SEVEN.astype(np.float32) * np.float32(top / 255)
+    if mode == "F":
+        img, fmt = Image.fromarray(a, "F"), "TIFF"
+    else:  # PNG holds 16-bit pixels, TIFF 32-bit ones
+        img = Image.fromarray(np.rint(a).astype(np.int32), "I").convert(mode)
+        fmt = "PNG" if mode == "I;16" else "TIFF"
+    out, _ = image.load_digit(_png(img, fmt), "deep")
     assert np.abs(out.astype(int) - SEVEN).mean() < 1
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_pixels_that_are_not_numbers_are_refused(bad: float) -> None:
+    a = SEVEN.astype(np.float32) / 255
+    a[3, 3:5] = bad
+    with pytest.raises(ImageError) as err:
+        image.load_digit(_png(Image.fromarray(a, "F"), "TIFF"), "odd.tif")
+    assert str(err.value) == (
+        "odd.tif: 2 of 784 pixels are not numbers (NaN or infinite),"
+        " expected finite brightness values"
+    )
 
 
 def test_tiny_digit_is_scaled_up() -> None:

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -55,6 +56,38 @@ def _lines(text: str) -> list[str]:
 
 
 # --- output ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names are bytes on Linux")
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8:strict", "latin-1"])
+def test_names_that_are_not_utf8_are_printed_as_they_are(
+    tmp_path: Path, weights: Path, encoding: str
+) -> None:
+    import base64
+    import subprocess
+
+    folder = os.fsencode(tmp_path)
+    _digit_png(Path(os.fsdecode(folder + b"/caf\xe9.png")))
+    cmd = [sys.executable, "-m", "mnist_infer", "predict", "--weights", str(weights), str(tmp_path)]
+    env = os.environ | {"PYTHONIOENCODING": encoding}
+    runs = {
+        fmt: subprocess.run([*cmd, *fmt], capture_output=True, env=env)
+        for fmt in ((), ("--csv",), ("--json",))
+    }
+    assert [r.returncode for r in runs.values()] == [0, 0, 0]
+    assert [r.stderr for r in runs.values()] == [b"", b"", b""]
+    name = folder + b"/caf\xe9.png"
+    assert runs[()].stdout.startswith(name + b"  ")
+    assert runs[("--csv",)].stdout.splitlines()[1].startswith(name + b",")
+    record = json.loads(runs[("--json",)].stdout.decode("utf-8"))  # valid UTF-8 JSON
+    assert record["path"] == os.fsdecode(folder) + "/caf\ufffd.png"
+    assert base64.b64decode(record["path_base64"]) == name
+
+
+def test_json_path_base64_only_when_needed(tmp_path: Path, weights: Path) -> None:
+    res = invoke(weights, "--json", str(_digit_png(tmp_path / "café.png")))
+    assert json.loads(res.stdout)["path"] == str(tmp_path / "café.png")
+    assert "path_base64" not in json.loads(res.stdout)
 
 
 def test_one_line_per_file(tmp_path: Path, weights: Path) -> None:
@@ -193,6 +226,29 @@ def test_stdin_is_read_once(tmp_path: Path, weights: Path) -> None:
     assert res.stderr == "Error: -: standard input was already read (give - once)\n"
 
 
+def test_closed_stdin_is_only_read_for_dash(tmp_path: Path, weights: Path) -> None:
+    import subprocess
+    import sys
+
+    png = _digit_png(tmp_path / "a.png")
+    cmd = [sys.executable, "-m", "mnist_infer", "predict", "--weights", str(weights)]
+    runs = [
+        subprocess.run(
+            [*cmd, *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            close_fds=True,
+            preexec_fn=lambda: os.close(0),
+        )
+        for args in ([str(png)], ["-", str(png)])
+    ]
+    assert [r.returncode for r in runs] == [0, 5]
+    assert runs[0].stdout == runs[1].stdout
+    assert runs[0].stdout.startswith(f"{png}  ")
+    assert runs[1].stderr == "Error: -: standard input is closed, expected an image on it\n"
+
+
 def test_empty_stdin(weights: Path) -> None:
     res = invoke(weights, "-", stdin=b"")
     assert res.exit_code == 5
@@ -258,6 +314,37 @@ def test_worker_processes_give_the_same_answers(tmp_path: Path, weights: Path) -
         == two.stderr
         == (f"Error: {d / '0300.png'}: not an image (expected PNG, JPEG, BMP, GIF, TIFF or WebP)\n")
     )
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs process groups (POSIX)")
+def test_ctrl_c_stops_the_workers_quietly(tmp_path: Path, weights: Path) -> None:
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    d = tmp_path / "many"
+    d.mkdir()
+    first = _digit_png(d / f"{0:05d}-{'x' * 40}.png")
+    for k in range(1, 4000):  # far more output than a pipe holds: predict is still busy
+        shutil.copyfile(first, d / f"{k:05d}-{'x' * 40}.png")
+    cmd = [sys.executable, "-m", "mnist_infer", "predict", "-j", "2", "--weights", str(weights)]
+    proc = subprocess.Popen(
+        [*cmd, str(d)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith(bytes(d))  # the workers are under way
+    os.killpg(proc.pid, signal.SIGINT)  # the whole group, workers included
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert err == b"Error: interrupted\n"
 
 
 def test_batch_size_beyond_the_files_allocates_only_what_it_uses(
@@ -332,6 +419,11 @@ BAD = {
         "grey.jpg",
         lambda p: Image.new("RGB", (40, 30), (120, 130, 140)).save(p),
         "no digit found (blank or single-colour image)",
+    ),
+    "not-a-number": (
+        "nan.tif",
+        lambda p: Image.fromarray(np.full((30, 30), np.nan, np.float32), "F").save(p),
+        "900 of 900 pixels are not numbers (NaN or infinite), expected finite brightness values",
     ),
     "too-large": (
         "huge.png",
