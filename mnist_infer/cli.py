@@ -284,7 +284,7 @@ def info(weights_path: Path | None) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     metavar="FOLDER",
     help="Write each 28x28 digit the network saw as FOLDER/<stem>.png (created if missing;"
-    " files of the same names are replaced).",
+    " files of the same names are replaced; a stem seen before gets <stem>-2.png, and a note).",
 )
 @click.option(
     "--batch-size",
@@ -384,7 +384,11 @@ def predict(
                 click.echo(f"{r.path}:", err=True)
             click.echo(to_art(r.digit) + "\n", err=fmt is not None)
         if save_dir is not None:
-            save_png(r.digit, name(r.path))
+            dest = name(r.path)
+            save_png(r.digit, dest)
+            if dest.stem != name.stem(r.path):
+                taken = f"{name.stem(r.path)}.png"
+                click.echo(f"Note: {r.path}: saved as {dest} ({taken} was taken)", err=True)
     out.flush()
     if failed:
         raise click.exceptions.Exit(5)

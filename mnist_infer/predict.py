@@ -281,8 +281,13 @@ class PngNamer:
         self.folder = Path(folder)
         self.used: set[str] = set()
 
+    @staticmethod
+    def stem(path: str) -> str:
+        """The name's stem the output is called after (`stdin` for standard input)."""
+        return "stdin" if path == STDIN else os.path.splitext(os.path.basename(path))[0]
+
     def __call__(self, path: str) -> Path:
-        stem = "stdin" if path == STDIN else os.path.splitext(os.path.basename(path))[0]
+        stem = self.stem(path)
         name, i = f"{stem}.png", 1
         while name in self.used:
             i += 1

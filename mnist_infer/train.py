@@ -441,9 +441,10 @@ def _ignoring_interrupts() -> Iterator[None]:
 
 def _diverged(run: _Run, batch: int, per_epoch: int, what: str) -> TrainingDiverged:
     o = run.opts
+    decay = f" or --weight-decay (now {o.weight_decay:g})" if o.weight_decay else ""
     return TrainingDiverged(
         f"training diverged in epoch {run.epoch + 1} at batch {batch}/{per_epoch}:"
-        f" {what}; try a lower --lr (now {o.rate:g}) or --weight-decay (now {o.weight_decay:g})"
+        f" {what}; try a lower --lr (now {o.rate:g}){decay}"
     )
 
 

@@ -168,6 +168,10 @@ def test_save_preprocessed(tmp_path: Path, weights: Path) -> None:
     out = tmp_path / "out"
     res = invoke(weights, "--save-preprocessed", str(out), str(tmp_path / "a"), str(tmp_path / "b"))
     assert res.exit_code == 0
+    assert (
+        res.stderr
+        == f"Note: {tmp_path / 'b' / 'x.bmp'}: saved as {out / 'x-2.png'} (x.png was taken)\n"
+    )
     assert sorted(os.listdir(out)) == ["x-2.png", "x.png"]
     assert np.array_equal(np.asarray(Image.open(out / "x.png")), SEVEN)
     assert np.array_equal(np.asarray(Image.open(out / "x-2.png")), SEVEN)
