@@ -22,6 +22,7 @@ from mnist_infer.idx import GZIP_MAGIC
 
 if TYPE_CHECKING:
     import requests
+    import urllib3
 
 DEFAULT_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -74,6 +75,7 @@ def fetch(
     timeout: tuple[float, float] = (5.0, 30.0),
     retries: int = 3,
     backoff: float = 0.5,
+    min_speed: tuple[float, float] = (1000.0, 30.0),
     report: Callable[[Result], None] | None = None,
 ) -> list[Result]:
     """Make the split's files present and verified in the cache; return one Result per file.
@@ -82,7 +84,9 @@ def fetch(
     keeping each until its new copy is verified); when all are good and not `force`, nothing
     is written and the cache's lock is not taken, so a read-only cache works. For the others
     each mirror is tried in order; transient errors (connection, timeout, HTTP 5xx/429) are
-    retried `retries` times with exponential `backoff`. A file is accepted when its
+    retried `retries` times with exponential `backoff`. A mirror that sends fewer than
+    `min_speed[0]` bytes/s for `min_speed[1]` seconds is given up for the next (as curl's
+    --speed-limit and --speed-time do). A file is accepted when its
     decompressed bytes match the pinned size and SHA-256, whether the mirror serves it
     gzipped or not.
 
@@ -119,6 +123,7 @@ def fetch(
         timeout=timeout,
         retries=retries,
         backoff=backoff,
+        min_speed=min_speed,
     )
     with _locked(cache, quiet), fetcher as f:
         _remove_partials(cache)
@@ -169,10 +174,12 @@ class _Fetcher:
         timeout: tuple[float, float],
         retries: int,
         backoff: float,
+        min_speed: tuple[float, float],
     ) -> None:
         self.cache, self.bases, self.names, self.progress = cache, bases, names, progress
         self.say = say  # for notes while the user waits
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.min_speed = min_speed
         self.failed: set[str] = set()
         self._session: requests.Session | None = None
 
@@ -227,6 +234,7 @@ class _Fetcher:
 
     def _download(self, url: str, spec: FileSpec, tmp: Path) -> None:
         import requests
+        from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
         if self._session is None:
             self._session = requests.Session()
@@ -244,7 +252,9 @@ class _Fetcher:
                     raise _Failed(f"too large: {total:,} bytes", delivered=True)
                 with open(tmp, "wb") as out, _bar(spec.gz_name, total, self.progress) as update:
                     n = 0
-                    for chunk in r.iter_content(_CHUNK):
+                    pace = _Pace(*self.min_speed)
+                    for chunk in _arriving(r.raw):
+                        pace.add(len(chunk))
                         if n == 0 and chunk.lstrip()[:1] == b"<":
                             raise _Failed("served an HTML page (HTTP 200), not the file")
                         n += len(chunk)
@@ -254,6 +264,9 @@ class _Fetcher:
                         update(len(chunk))
         except requests.RequestException as e:
             raise _Failed(self._describe(e), transient=_transient(e)) from None
+        except HTTPError as e:  # from the body, read through urllib3 directly
+            transient = isinstance(e, ProtocolError | ReadTimeoutError)
+            raise _Failed(self._describe(e), transient=transient) from None
 
     def _describe(self, e: Exception) -> str:
         import requests
@@ -262,6 +275,32 @@ class _Fetcher:
         if isinstance(e, requests.Timeout) or "timed out" in text.lower():
             return f"timed out (connect {self.timeout[0]:g} s, read {self.timeout[1]:g} s)"
         return text
+
+
+def _arriving(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+    """The body as it arrives, transfer encoding undone: pieces of at most _CHUNK bytes."""
+    while chunk := raw.read1(_CHUNK, decode_content=True):
+        yield chunk
+
+
+class _Pace:
+    """Fails a download that receives under `rate` bytes/s throughout `window` seconds."""
+
+    def __init__(self, rate: float, window: float) -> None:
+        self.rate, self.window = rate, window
+        self.start, self.got = time.monotonic(), 0
+
+    def add(self, n: int) -> None:
+        self.got += n
+        secs = time.monotonic() - self.start
+        if secs < self.window:
+            return
+        if self.got < self.rate * secs:
+            raise _Failed(
+                f"too slow: {self.got:,} bytes in {secs:.1f} s, expected at least"
+                f" {self.rate:,.0f} bytes/s"
+            )
+        self.start, self.got = time.monotonic(), 0
 
 
 def _transient(e: Exception) -> bool:

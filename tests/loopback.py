@@ -26,6 +26,7 @@ class Reply:
     drop_after: int | None = None  # announce the full length, send this many bytes, hang up
     delay: float = 0.0  # sleep before the headers (bounded, to trip the client's read timeout)
     length: str | None = None  # the Content-Length header as sent, if not the body's length
+    pace: float = 0.0  # send the body at this many bytes/s, a piece every tenth of a second
 
 
 def ok(body: bytes) -> Reply:
@@ -46,6 +47,11 @@ def html_page() -> Reply:
 def dropped(body: bytes) -> Reply:
     """Full Content-Length, then the connection closes after a tenth of the body."""
     return Reply(body, drop_after=max(1, len(body) // 10))
+
+
+def trickled(body: bytes, pace: float) -> Reply:
+    """The whole body, at `pace` bytes/s."""
+    return Reply(body, pace=pace)
 
 
 def stalled(body: bytes, delay: float = 1.0) -> Reply:
@@ -123,7 +129,13 @@ def _handler(server: Loopback) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Connection", "close")  # the end of the data ends the body
             self.end_headers()
             try:
-                if reply.drop_after is None:
+                if reply.pace:
+                    step = max(1, int(reply.pace / 10))
+                    for i in range(0, len(reply.body), step):
+                        self.wfile.write(reply.body[i : i + step])
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                elif reply.drop_after is None:
                     self.wfile.write(reply.body)
                     self.close_connection = reply.length is not None
                 else:

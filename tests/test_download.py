@@ -4,6 +4,7 @@ import errno
 import gzip
 import hashlib
 import io
+import re
 import socket
 import threading
 import time
@@ -13,7 +14,17 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from loopback import Loopback, MiniMnist, Reply, dropped, html_page, ok, stalled, status
+from loopback import (
+    Loopback,
+    MiniMnist,
+    Reply,
+    dropped,
+    html_page,
+    ok,
+    stalled,
+    status,
+    trickled,
+)
 
 from mnist_infer import dataset
 from mnist_infer.cli import cli
@@ -23,7 +34,13 @@ from mnist_infer.errors import IntegrityError, NetworkError, UsageError
 
 LABELS = "t10k-labels-idx1-ubyte"
 IMAGES = "t10k-images-idx3-ubyte"
-FAST: dict[str, Any] = {"timeout": (0.5, 0.4), "retries": 1, "backoff": 0.01, "quiet": True}
+FAST: dict[str, Any] = {
+    "timeout": (0.5, 0.4),
+    "retries": 1,
+    "backoff": 0.01,
+    "min_speed": (1000, 0.3),
+    "quiet": True,
+}
 
 
 def sha(p: Path) -> str:
@@ -162,6 +179,7 @@ def _bad_first_mirror(mini: MiniMnist) -> dict[str, Reply]:
         "503": status(503),
         "dropped": dropped(gz),
         "stalled": stalled(gz, delay=1.0),
+        "trickle": trickled(gz, pace=50),
         "html-200": html_page(),
         "html-as-octets": Reply(b"<html><body>blocked</body></html>"),
         "wrong-bytes": ok(other),
@@ -179,6 +197,7 @@ CASES = [
     "503",
     "dropped",
     "stalled",
+    "trickle",
     "html-200",
     "html-as-octets",
     "wrong-bytes",
@@ -194,6 +213,7 @@ REASON = {
     "503": "HTTP 503 Service Unavailable (after 2 attempts)",
     "dropped": "IncompleteRead",
     "stalled": "timed out (connect 0.5 s, read 0.4 s) (after 2 attempts)",
+    "trickle": "too slow: ",
     "html-200": "served an HTML page (HTTP 200), not the file",
     "html-as-octets": "served an HTML page (HTTP 200), not the file",
     "wrong-bytes": "checksum mismatch: expected SHA-256",
@@ -233,6 +253,29 @@ def test_single_bad_mirror_fails_cleanly(
     assert f"{images} -> " in msg
     assert REASON[case] in msg
     assert_good_cache(cache_dir, mini_mnist, {IMAGES})
+
+
+def test_a_slow_but_steady_mirror_is_kept(
+    loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path
+) -> None:
+    base = mini_mnist.serve(loopback, "m")
+    loopback.route(f"m/{LABELS}.gz", trickled(mini_mnist.gz(LABELS), pace=100))
+    opts = FAST | {"min_speed": (20, 0.3)}  # 100 bytes/s is slow, but above the limit
+    res = fetch("test", cache_dir, [base], files=mini_mnist.files, **opts)
+    assert res[1].source == f"{base}{LABELS}.gz"
+    assert_good_cache(cache_dir, mini_mnist, {IMAGES, LABELS})
+
+
+def test_too_slow_says_how_slow(loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path) -> None:
+    base = mini_mnist.serve(loopback, "m")
+    loopback.route(f"m/{LABELS}.gz", trickled(mini_mnist.gz(LABELS), pace=50))
+    with pytest.raises(NetworkError) as e:
+        fetch("test", cache_dir, [base], files=mini_mnist.files, **FAST)
+    assert re.search(
+        rf"{re.escape(base)} -> too slow: \d+ bytes in 0\.[3-9] s, expected at least 1,000 bytes/s",
+        str(e.value),
+    ), str(e.value)
+    assert loopback.hits[f"/m/{LABELS}.gz"] == 1  # given up for the next mirror, not retried
 
 
 class _FailingDisk(io.RawIOBase):
