@@ -1,7 +1,8 @@
 """Time Network.classify as `mnist-infer evaluate` runs it: OpenBLAS single-threaded, one
 worker thread per core; and, for comparison, on one thread, and the network's three matrix
 products alone on 1000-row slices already in cache (the compute floor), on one thread and
-shared out to one thread per core as classify shares its slices. Prints JSON of best seconds.
+shared out to one thread per core as classify shares its slices. Prints JSON of best seconds,
+and the one-thread GEMM peak in FLOP/s.
 
 Usage: OPENBLAS_NUM_THREADS=1 python classify_child.py CACHE_DIR WEIGHTS REPEAT BS...
 """
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from gemm import gemm_peak
 
 from mnist_infer.dataset import load_arrays
 from mnist_infer.network import Network, _cpus
@@ -70,6 +72,7 @@ def main() -> None:
             t = time.perf_counter()
             fn()
             best[name] = min(best[name], time.perf_counter() - t)
+    best["gemm peak, one thread"] = gemm_peak()  # a rate (FLOP/s), not a time
     print(json.dumps(best))
 
 
