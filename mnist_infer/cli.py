@@ -386,9 +386,8 @@ def predict(
         if save_dir is not None:
             dest = name(r.path)
             save_png(r.digit, dest)
-            if dest.stem != name.stem(r.path):
-                taken = f"{name.stem(r.path)}.png"
-                click.echo(f"Note: {r.path}: saved as {dest} ({taken} was taken)", err=True)
+            if dest.stem != (stem := name.stem(r.path)):
+                click.echo(f"Note: {r.path}: saved as {dest} ({stem}.png was taken)", err=True)
     out.flush()
     if failed:
         raise click.exceptions.Exit(5)

@@ -125,8 +125,6 @@ def _scale_wide(a: NDArray[np.float32], name: str) -> NDArray[np.float32]:
         )
     lo, hi = min(float(a.min()), 0.0), float(a.max())
     hi = next((s for s in WIDE_SCALES if hi <= s), hi)
-    if hi == lo:
-        return np.zeros_like(a)
     return (a - np.float32(lo)) * np.float32(1 / (hi - lo))
 
 
