@@ -8,10 +8,11 @@ BIN := $(VENV)/bin
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# Reinstalling also rebuilds the C kernel (optional: without a compiler, numpy does its work).
+$(VENV)/.installed: pyproject.toml setup.py mnist_infer/_ink.c
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install -qq -e '.[dev]'
 	touch $@
 
 run: $(VENV)/.installed ## Install if needed, then evaluate the shipped weights on the test set
@@ -32,5 +33,5 @@ format: $(VENV)/.installed ## Reformat and autofix with ruff
 bench: $(VENV)/.installed ## Run the benchmarks and write bench/results.json
 	$(PY) bench/run.py
 
-clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+clean: ## Remove the virtual environment, caches and the built C kernel
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build mnist_infer/_ink.*.so
