@@ -482,7 +482,18 @@ def bench_forward(sec: Section, spawner: Spawner) -> None:
         Row("classify, batch 1000, one thread", one * 1e3, "ms"),
         Row("classify / the 3 matmuls, one thread: time", one / mm, "x"),
         Row("speed-up of classify's threads", one / fast_child, "x"),
+        # The same pass with the first product in numpy too: what the C kernel saves.
+        Row("as evaluate runs it, numpy only, batch 1000", child["numpy only"] * 1e3, "ms"),
+        Row("as evaluate runs it, numpy only / GEMM limit: time", child["numpy only"] / limit, "x"),
+        Row("numpy only, batch 1000, one thread", child["numpy only, one thread"] * 1e3, "ms"),
     ]
+    inked = np.count_nonzero(images) / images.size
+    done = 2.0 * n * (inked * params["W1"].size + params["W2"].size + params["W3"].size)
+    sec.notes.append(
+        f"first layer: {'the C kernel' if child['kernel'] else 'numpy (no C kernel here)'};"
+        f" {inked:.1%} of the test pixels are inked, so the kernel's pass does"
+        f" {done / 1e6:.0f} of the {flops(params, n) / 1e6:.0f} MFLOP the limit is figured for"
+    )
     bare = min(t[f"matmuls {bs}"] for bs in BATCH_SIZES if bs >= 1000)
     sec.rows += [
         Row("numpy's 3 matmuls alone, float input, BLAS threads", bare * 1e3, "ms"),

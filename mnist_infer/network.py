@@ -168,24 +168,27 @@ class _Forward:
         self.dtype = dtype
         self.mats: list[NDArray[np.floating]] = []
         for i, layer in enumerate(affines):
-            w = layer.params["W"].astype(np.float64)
-            b = layer.params["b"].astype(np.float64)
+            w, b = layer.params["W"], layer.params["b"].astype(np.float64)
             if i == 0:  # pixels come in as 0..255
-                w = w / 255
+                div = 255.0
             else:  # the input is t = tanh(a / 2) = 2 * sigmoid(a) - 1
-                w, b = w / 2, b + w.sum(axis=0) / 2
+                div, b = 2.0, b + w.sum(axis=0, dtype=np.float64) / 2
             if i < len(affines) - 1:  # this layer's tanh takes a / 2
-                w, b = w / 2, b / 2
-            self.mats.append(np.vstack([w, b]).astype(dtype))
+                div, b = div * 2, b / 2
+            # One float64 division straight into the float32 matrix: no full-size temporaries.
+            m = np.empty((len(w) + 1, w.shape[1]), dtype=dtype)
+            np.divide(w, div, out=m[:-1], dtype=np.float64, casting="unsafe")
+            m[-1] = b
+            self.mats.append(m)
         # The C kernel's copy of the first layer: panels of 64 columns, zero-padded.
         self.ink: NDArray[np.float32] | None = None
         self.kernel = _ink_kernel()
         if len(self.mats) > 1 and dtype == np.float32 and self.kernel is not None:
             w1 = self.mats[0]
-            panels = -(-w1.shape[1] // 64)
-            padded = np.zeros((len(w1), panels * 64), dtype=np.float32)
-            padded[:, : w1.shape[1]] = w1
-            self.ink = np.ascontiguousarray(padded.reshape(len(w1), panels, 64).transpose(1, 0, 2))
+            d, h = w1.shape
+            self.ink = np.zeros((-(-h // 64), d, 64), dtype=np.float32)
+            for k, panel in enumerate(self.ink):
+                panel[:, : min(64, h - 64 * k)] = w1[:, 64 * k : 64 * k + 64]
 
     def run(
         self,
