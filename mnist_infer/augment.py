@@ -1,4 +1,4 @@
-"""On-the-fly data augmentation: small random affine moves and smooth elastic distortions."""
+"""On-the-fly data augmentation: affine moves, elastic bends, stroke width and low resolution."""
 
 from __future__ import annotations
 
@@ -32,9 +32,11 @@ def augment(
     scale: float = 0.06,
     shift: float = 1.5,
     elastic: float = 0.8,
+    shear: float = 0.0,
 ) -> NDArray[np.float32]:
-    """Randomly rotated (degrees), scaled, shifted (pixels) and elastically bent copies of x.
+    """Randomly rotated (degrees), scaled, shifted (pixels), sheared and elastically bent copies.
 
+    shear is the largest slant, as horizontal pixels per pixel of height (0.3 is about 17°).
     x holds flattened 28x28 images (n, 784) in any numeric dtype; the result is float32 in the
     same value range, sampled bilinearly with black outside the frame.
     """
@@ -51,6 +53,8 @@ def augment(
     mid = f32((_SIDE - 1) / 2 + 1)
     sx = c * X + si * Y + mid
     sy = c * Y - si * X + mid
+    if shear:
+        sx += rng.uniform(-shear, shear, (n, 1, 1)).astype(f32) * _YY
     if elastic:
         g = rng.normal(0, elastic, (n, 2, _GRID, _GRID)).astype(f32)
         sx += _U @ g[:, 0] @ _U.T
@@ -70,3 +74,78 @@ def augment(
     top = a + (b - a) * fx
     bot = cc + (dd - cc) * fx
     return (top + (bot - top) * fy).reshape(n, _SIDE * _SIDE)
+
+
+def _grow(a: NDArray[np.float32], op: np.ufunc, cross: bool) -> NDArray[np.float32]:
+    """3x3 (or plus-shaped) maximum or minimum filter of (n, 28, 28) images, frame kept."""
+    r = a.copy()
+    op(r[:, 1:], a[:, :-1], out=r[:, 1:])
+    op(r[:, :-1], a[:, 1:], out=r[:, :-1])
+    c = (a if cross else r).copy()
+    src = a if cross else r
+    op(c[:, :, 1:], src[:, :, :-1], out=c[:, :, 1:])
+    op(c[:, :, :-1], src[:, :, 1:], out=c[:, :, :-1])
+    if cross:
+        op(c, r, out=c)
+    return c
+
+
+def stroke_width(
+    x: NDArray, rng: np.random.Generator, *, thin: float = 0.6, thick: float = 1.0
+) -> NDArray[np.float32]:
+    """Copies of x (n, 784) with strokes randomly thinned or thickened.
+
+    Each image is blended with its grey-level erosion (plus-shaped, by up to `thin`) or its
+    3x3 dilation (by up to `thick`, whose whole step widens a stroke by 2 pixels); a third of
+    the images stay as they are.
+    """
+    n = x.shape[0]
+    a = np.asarray(x, np.float32).reshape(n, _SIDE, _SIDE)
+    kind = rng.integers(0, 3, n)
+    amount = rng.uniform(0, 1, n).astype(np.float32)
+    out = a.copy()
+    for k, op, cross, top in ((1, np.minimum, True, thin), (2, np.maximum, False, thick)):
+        sel = np.flatnonzero(kind == k)
+        if sel.size and top:
+            moved = _grow(a[sel], op, cross)
+            w = (amount[sel] * np.float32(top))[:, None, None]
+            out[sel] += w * (moved - a[sel])
+    return out.reshape(n, _SIDE * _SIDE)
+
+
+def _area(n: int, side: int) -> NDArray[np.float32]:
+    """(n, side) matrix averaging side pixels down to n (overlapping cells at the edges)."""
+    edges = np.linspace(0, side, n + 1)
+    m = np.zeros((n, side), np.float32)
+    for i in range(n):
+        for j in range(side):
+            m[i, j] = max(0.0, min(edges[i + 1], j + 1) - max(edges[i], j))
+    return m / m.sum(axis=1, keepdims=True)
+
+
+# Frame sides that hold a digit 7 to 14 pixels tall (the digit is 20 of MNIST's 28).
+LOW_SIDES = (10, 11, 12, 14, 17, 20)
+_LOW = {k: (_upsampler(k, _SIDE), _area(k, _SIDE)) for k in LOW_SIDES}
+
+
+def low_resolution(
+    x: NDArray, rng: np.random.Generator, *, p: float = 0.25
+) -> NDArray[np.float32]:
+    """Copies of x (n, 784) where a fraction p is reduced to 10 to 20 pixels a side and back.
+
+    This is what a tiny scan looks like once predict has blown it up to MNIST's size: blurred,
+    and rescaled so that its strongest ink is as strong as before (as predict does).
+    """
+    n = x.shape[0]
+    out = np.array(x, np.float32).reshape(n, _SIDE, _SIDE)
+    low = rng.uniform(0, 1, n) < p
+    side = rng.integers(0, len(LOW_SIDES), n)
+    for k, s in enumerate(LOW_SIDES):
+        sel = np.flatnonzero(low & (side == k))
+        if sel.size:
+            up, down = _LOW[s]
+            before = out[sel].max(axis=(1, 2), keepdims=True)
+            small = up @ (down @ out[sel] @ down.T) @ up.T
+            after = small.max(axis=(1, 2), keepdims=True)
+            out[sel] = small * (before / np.maximum(after, np.float32(1e-6)))
+    return out.reshape(n, _SIDE * _SIDE)

@@ -504,6 +504,12 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
     help="Train on randomly shifted, rotated, scaled and elastically bent copies of the images.",
 )
 @click.option(
+    "--ink-augment",
+    is_flag=True,
+    help="Like --augment, and also vary stroke width, slant and resolution (fat markers, thin"
+    " pens, tiny scans).",
+)
+@click.option(
     "--val-size",
     type=click.IntRange(min=0),
     default=5000,
@@ -533,6 +539,7 @@ def train(
     weight_decay: float,
     seed: int,
     augment: bool,
+    ink_augment: bool,
     val_size: int,
     out: Path,
     force: bool,
@@ -563,6 +570,7 @@ def train(
         seed=seed,
         augment=augment,
         val_size=val_size,
+        ink_augment=ink_augment,
     )
     result = run(
         opts,

@@ -45,6 +45,7 @@ class TrainOptions:
     seed: int = 0
     augment: bool = False
     val_size: int = 5000
+    ink_augment: bool = False  # also stroke width, slant and low resolution
 
     @property
     def rate(self) -> float:
@@ -306,6 +307,13 @@ def train(
         raise _interrupted(run, out, hashes, per_epoch) from None
 
     params = {k: v.copy() for k, v in run.net.params.items()}
+    temperature = None
+    if len(x_val):  # confidence that means what it says: fitted on the held-out images
+        temperature = fit_temperature(run.net.logits(x_val * np.float32(1 / 255)), t_val)
+        last = len(run.net.sizes) - 1
+        for k in (f"W{last}", f"b{last}"):
+            params[k] = (params[k] / np.float32(temperature)).astype(np.float32)
+        run.net = Network(params)
     result = TrainResult(path=out, params=params, history=run.history)
     if evaluate_test:
         pred, _ = run.net.classify(x_test, 1000)
@@ -321,6 +329,7 @@ def train(
         "final_val_accuracy": run.history[-1].val_accuracy,
         "final_loss": run.history[-1].loss,
         "test_accuracy": result.test_accuracy,
+        "temperature": temperature,
     }
     save_weights(params, out, meta)
     meta["weights_sha256"] = file_sha256(out)
@@ -330,6 +339,36 @@ def train(
         p.unlink(missing_ok=True)
         p.with_name(p.name + ".json").unlink(missing_ok=True)
     return result
+
+
+def fit_temperature(logits: NDArray[np.floating], labels: NDArray[np.integer]) -> float:
+    """The T > 0 that minimises the cross-entropy of softmax(logits / T) on these labels.
+
+    Dividing the last layer's weights and bias by T then calibrates the network without
+    changing a single prediction or the file format.
+    """
+    z = np.asarray(logits, np.float64)
+    t = np.asarray(labels, np.intp)
+
+    def nll(log_t: float) -> float:
+        s = z / math.exp(log_t)
+        s -= s.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(s).sum(axis=1)) - s[np.arange(len(t)), t]))
+
+    lo, hi = math.log(0.05), math.log(20.0)  # golden-section search: nll is unimodal in log T
+    g = (math.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = nll(b)
+    return round(math.exp((lo + hi) / 2), 6)
 
 
 def _epoch(
@@ -349,7 +388,7 @@ def _epoch(
     Raises KeyboardInterrupt between two batches once stop() says Ctrl-C was pressed, so a
     checkpoint never holds half an update.
     """
-    from mnist_infer.augment import augment
+    from mnist_infer.augment import augment, low_resolution, stroke_width
 
     opts, net = run.opts, run.net
     bs = opts.batch_size
@@ -365,7 +404,13 @@ def _epoch(
                 raise KeyboardInterrupt
             run.clean = False
             idx = run.perm[run.batch * bs : (run.batch + 1) * bs]
-            x = augment(images[idx], run.rng) if opts.augment else images[idx].astype(np.float32)
+            if opts.ink_augment:
+                x = augment(images[idx], run.rng, rotate=12.0, scale=0.1, shear=0.35)
+                x = low_resolution(stroke_width(x, run.rng), run.rng)
+            elif opts.augment:
+                x = augment(images[idx], run.rng)
+            else:
+                x = images[idx].astype(np.float32)
             x *= scale
             t = labels[idx]
             with np.errstate(over="ignore", invalid="ignore"):  # divergence is caught below
