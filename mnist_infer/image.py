@@ -29,6 +29,11 @@ FORMATS = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 MIN_CONTRAST = 0.08  # ink must differ from the background by this much (of full scale)
 MIN_SIDE = 4  # px: a smaller mark, blown up to 20 px, is a blob and no digit
 RAMP = " .:-=+*#%@"
+QUANT = 1 / 255  # noise never measures below one 8-bit step: JPEG and flattening can zero it
+INK_FLOOR = 0.2  # in photos, ink is at least this fraction of the strongest ink's contrast
+PAGE_GRID = 96  # page finding works on a copy about this many cells a side
+TINY = 20  # images this small (longer side, px) are enlarged before normalisation
+RULED = 0.5  # a row or column inked over this fraction of its length is a ruled line
 WIDE_SCALES = (1.0, 255.0, 1023.0, 4095.0, 16383.0, 65535.0)  # full scales of wide pixels
 
 
@@ -231,6 +236,10 @@ def normalize(gray: NDArray[np.float32], invert: Invert = "auto", name: str = "i
     """MNIST normalisation of a grayscale picture in [0, 1]; returns a (28, 28) uint8 digit."""
     g = gray
     big = min(g.shape) > SMALL
+    if big:
+        g = find_page(g)
+    elif max(g.shape) < TINY:
+        g = enlarge_tiny(g)
     ring = _border(g)
     lo, hi = float(ring.min()), float(ring.max())
     bg = lo if lo == hi else _med(ring)
@@ -249,11 +258,15 @@ def normalize(gray: NDArray[np.float32], invert: Invert = "auto", name: str = "i
         lo, hi = float(ring.min()), float(ring.max())
         bg = lo if lo == hi else _med(ring)
     # Background noise level from the border; ink is what rises clearly above it.
-    sigma = 0.0 if lo == hi else 1.4826 * _med(np.abs(ring - np.float32(bg)))
-    cut = bg + 3 * sigma
+    if big:
+        cut = ink_cut(g, bg, noise_level(ring, bg))
+    else:  # drawings and scans: exact levels (MNIST-like inputs come out unchanged)
+        sigma = 0.0 if lo == hi else 1.4826 * _med(np.abs(ring - np.float32(bg)))
+        cut = min(bg + 3 * sigma, bg + 0.5 * (float(g.max()) - bg))
     on = g > cut
     if big:  # isolated specks (noise, dust) must not set the ink level or widen the box
         on &= _count3(on) >= 3
+        on &= ~ruled_lines(on)
     top = _top(g[on], big) if on.any() else bg
     if top - bg < MIN_CONTRAST:
         _no_digit(name, invert)
@@ -278,6 +291,131 @@ def normalize(gray: NDArray[np.float32], invert: Invert = "auto", name: str = "i
             " pixels tall or wide"
         )
     return _frame(ink[y0 : y1 + 1, x0 : x1 + 1])
+
+
+def noise_level(ring: NDArray[np.float32], bg: float) -> float:
+    """Robust noise sigma of the background ring (MAD), never below one 8-bit step.
+
+    After background flattening a clean border is exactly 0, and a zero sigma would make
+    every JPEG ripple ink.
+    """
+    return max(1.4826 * _med(np.abs(ring - np.float32(bg))), QUANT)
+
+
+def ink_cut(g: NDArray[np.float32], bg: float, sigma: float) -> float:
+    """Level above which a photo's pixel is ink: clear of the noise (3 sigma) and of the
+    ringing and paper texture around strokes (INK_FLOOR of the strongest ink's contrast)."""
+    peak = float(_mean2(g).max()) if min(g.shape) > 1 else float(g.max())
+    return bg + max(3 * sigma, INK_FLOOR * (peak - bg))
+
+
+def ruled_lines(on: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Pixels of lined or squared paper: thin runs of rows (columns) inked over most of
+    their length. A digit's bar that wide is also thick, and stays."""
+    return _thin_runs(on.mean(axis=1) > RULED)[:, None] | _thin_runs(on.mean(axis=0) > RULED)
+
+
+def _thin_runs(full: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """The runs of True in full that are at most 1.5% of its length (and 3) long."""
+    longest = max(3, round(0.015 * full.size))
+    edges = np.flatnonzero(np.diff(np.r_[0, full.view(np.int8), 0]))
+    out = np.zeros_like(full)
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        if b - a <= longest:
+            out[a:b] = True
+    return out
+
+
+def enlarge_tiny(g: NDArray[np.float32]) -> NDArray[np.float32]:
+    """A tiny scan (8x8, 16x16) enlarged smoothly, with a margin of its background around it.
+
+    The digit of a tiny scan touches the frame, so the border would hold ink: the margin's
+    level is the lighter or darker extreme, whichever the border is closer to.
+    """
+    from PIL import Image
+
+    ring = _border(g)
+    lo, hi = float(g.min()), float(g.max())
+    bg = hi if _med(ring) - lo > hi - _med(ring) else lo
+    f = -(-2 * TINY // max(g.shape))
+    big = Image.fromarray(np.ascontiguousarray(g), "F").resize(
+        (g.shape[1] * f, g.shape[0] * f), Image.Resampling.BICUBIC
+    )
+    out = np.full((g.shape[0] * f + 2 * f, g.shape[1] * f + 2 * f), bg, np.float32)
+    out[f:-f, f:-f] = np.clip(np.asarray(big, np.float32), 0, 1)
+    return out
+
+
+def otsu(a: NDArray[np.float32]) -> float:
+    """The level that best splits a's values into two classes (Otsu's method)."""
+    hist = np.bincount(np.clip(a * 255, 0, 255).astype(np.intp).ravel(), minlength=256)
+    p = hist / hist.sum()
+    w = np.cumsum(p)
+    mu = np.cumsum(p * np.arange(256))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mu[-1] * w - mu) ** 2 / (w * (1 - w))
+    return (int(np.nanargmax(between)) + 0.5) / 255
+
+
+def _spread(seed: NDArray[np.bool_], allowed: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Grow seed through 4-neighbours inside allowed until it stops."""
+    reach = seed & allowed
+    while True:
+        p = np.pad(reach, 1)
+        grown = (p[1:-1, 1:-1] | p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]) & allowed
+        if np.array_equal(grown, reach):
+            return reach
+        reach = grown
+
+
+def largest_region(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """The largest 4-connected region of mask."""
+    h, w = mask.shape
+    lab = np.where(mask, np.arange(1, h * w + 1).reshape(h, w), 0)
+    while True:  # every pixel takes the largest label around it, until none changes
+        p = np.pad(lab, 1)
+        nb = np.maximum.reduce(
+            [p[1:-1, 1:-1], p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:]]
+        )
+        nb *= mask
+        if np.array_equal(nb, lab):
+            break
+        lab = nb
+    counts = np.bincount(lab.ravel())
+    counts[0] = 0
+    return lab == int(counts.argmax())
+
+
+def find_page(g: NDArray[np.float32]) -> NDArray[np.float32]:
+    """A light page photographed on a darker surface: everything around it painted paper.
+
+    The page is the largest light region with its holes (the ink) filled; it is taken for a
+    page only if the picture's border is mostly dark, it covers at least 15% of the picture,
+    and its holes are a small part of it. Otherwise the picture is returned as it is.
+    """
+    from PIL import Image
+
+    h, w = g.shape
+    f = max(1, min(h, w) // PAGE_GRID)
+    small = np.asarray(Image.fromarray(g, "F").reduce(f), np.float32) if f > 1 else g
+    t = otsu(small)
+    light = small > t
+    if _border(light.astype(np.float32)).mean() >= 0.5:
+        return g  # light all around: the paper (or the picture) is the background already
+    page = largest_region(light)
+    outside = _spread(
+        np.pad(np.ones((small.shape[0] - 2, small.shape[1] - 2), bool), 1) ^ True, ~page
+    )
+    filled = ~outside
+    area, holes = int(filled.sum()), int((filled & ~page).sum())
+    if area < 0.15 * small.size or not 0 < holes < 0.3 * area:
+        return g
+    inner = filled
+    for _ in range(2):  # drop the page's edge: shadows and the blur of the table behind it
+        inner = _min3(inner.astype(np.float32)) > 0.5
+    paper = _med(small[page])
+    m = Image.fromarray(inner.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)
+    return np.where(np.asarray(m) > 127, g, np.float32(paper))
 
 
 def _no_digit(name: str, invert: Invert) -> NoReturn:
