@@ -30,7 +30,7 @@ MIN_CONTRAST = 0.08  # ink must differ from the background by this much (of full
 MIN_SIDE = 4  # px: a smaller mark, blown up to 20 px, is a blob and no digit
 RAMP = " .:-=+*#%@"
 QUANT = 1 / 255  # noise never measures below one 8-bit step: JPEG and flattening can zero it
-INK_FLOOR = 0.2  # in photos, ink is at least this fraction of the strongest ink's contrast
+INK_FLOOR = 0.2  # in photos, fainter marks (of the strongest ink's contrast) are no full ink
 PAGE_GRID = 96  # page finding works on a copy about this many cells a side
 TINY = 20  # images this small (longer side, px) are enlarged before normalisation
 RULED = 0.5  # a row or column inked over this fraction of its length is a ruled line
@@ -259,15 +259,18 @@ def normalize(gray: NDArray[np.float32], invert: Invert = "auto", name: str = "i
         bg = lo if lo == hi else _med(ring)
     # Background noise level from the border; ink is what rises clearly above it.
     if big:
-        cut = ink_cut(g, bg, noise_level(ring, bg))
+        cut = bg + 3 * noise_level(ring, bg)
     else:  # drawings and scans: exact levels (MNIST-like inputs come out unchanged)
         sigma = 0.0 if lo == hi else 1.4826 * _med(np.abs(ring - np.float32(bg)))
         cut = min(bg + 3 * sigma, bg + 0.5 * (float(g.max()) - bg))
     on = g > cut
+    strong = on
     if big:  # isolated specks (noise, dust) must not set the ink level or widen the box
         on &= _count3(on) >= 3
         on &= ~ruled_lines(on)
-    top = _top(g[on], big) if on.any() else bg
+        # JPEG ringing and paper texture are faint: they must not set the ink's level.
+        strong = on & (g > ink_floor(g, bg))
+    top = _top(g[strong], big) if strong.any() else bg
     if top - bg < MIN_CONTRAST:
         _no_digit(name, invert)
     # Ink strength relative to the background keeps the anti-aliased edges in proportion.
@@ -302,11 +305,11 @@ def noise_level(ring: NDArray[np.float32], bg: float) -> float:
     return max(1.4826 * _med(np.abs(ring - np.float32(bg))), QUANT)
 
 
-def ink_cut(g: NDArray[np.float32], bg: float, sigma: float) -> float:
-    """Level above which a photo's pixel is ink: clear of the noise (3 sigma) and of the
-    ringing and paper texture around strokes (INK_FLOOR of the strongest ink's contrast)."""
+def ink_floor(g: NDArray[np.float32], bg: float) -> float:
+    """INK_FLOOR of the way from the background to the strongest ink (2x2 means, so a
+    single bright pixel does not count): fainter marks do not set the ink's full level."""
     peak = float(_mean2(g).max()) if min(g.shape) > 1 else float(g.max())
-    return bg + max(3 * sigma, INK_FLOOR * (peak - bg))
+    return bg + INK_FLOOR * (peak - bg)
 
 
 def ruled_lines(on: NDArray[np.bool_]) -> NDArray[np.bool_]:
@@ -386,12 +389,20 @@ def largest_region(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     return lab == int(counts.argmax())
 
 
+def _erode(m: NDArray[np.bool_], r: int) -> NDArray[np.bool_]:
+    """m shrunk by r pixels (3x3 minimum r times)."""
+    for _ in range(r):
+        m = _min3(m.astype(np.float32)) > 0.5
+    return m
+
+
 def find_page(g: NDArray[np.float32]) -> NDArray[np.float32]:
     """A light page photographed on a darker surface: everything around it painted paper.
 
     The page is the largest light region with its holes (the ink) filled; it is taken for a
     page only if the picture's border is mostly dark, it covers at least 15% of the picture,
-    and its holes are a small part of it. Otherwise the picture is returned as it is.
+    its holes are a small part of it, and it is solid (60% of its bounding box) and thick
+    (it survives shrinking by 8% of the picture). Otherwise the picture is returned as it is.
     """
     from PIL import Image
 
@@ -410,9 +421,13 @@ def find_page(g: NDArray[np.float32]) -> NDArray[np.float32]:
     area, holes = int(filled.sum()), int((filled & ~page).sum())
     if area < 0.15 * small.size or not 0 < holes < 0.3 * area:
         return g
-    inner = filled
-    for _ in range(2):  # drop the page's edge: shadows and the blur of the table behind it
-        inner = _min3(inner.astype(np.float32)) > 0.5
+    ys, xs = np.nonzero(filled)
+    if (
+        area < 0.6 * (np.ptp(ys) + 1) * (np.ptp(xs) + 1)
+        or not _erode(filled, round(0.08 * min(small.shape))).any()
+    ):
+        return g  # not a solid, thick shape: a light stroke on a dark ground, say
+    inner = _erode(filled, 2)  # drop the page's edge: shadows, the table's blur behind it
     paper = _med(small[page])
     m = Image.fromarray(inner.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)
     return np.where(np.asarray(m) > 127, g, np.float32(paper))
