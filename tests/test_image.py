@@ -397,3 +397,169 @@ def test_art_shows_the_digit() -> None:
     assert art[0] == " " * 56
     assert "@" in "".join(art)
     assert image.to_art(np.full((28, 28), 255, np.uint8)) == "\n".join(["@" * 56] * 28)
+
+
+# --- the preprocessing steps for photos and scans, each on its own ---------------------
+
+
+def _seven_ink(side: int, width: int) -> np.ndarray:
+    """A '7' drawn `width` px wide in a side x side square, ink strength in [0, 1]."""
+    from PIL import ImageDraw
+
+    big = Image.new("L", (side, side), 0)
+    k = side / 112
+    pts = [(30 * k, 24 * k), (82 * k, 24 * k), (50 * k, 92 * k)]
+    ImageDraw.Draw(big).line(pts, fill=255, width=width)
+    return np.asarray(big, np.float32) / 255
+
+
+def test_noise_level_never_collapses_to_zero() -> None:
+    flat = np.zeros(400, np.float32)
+    assert image.noise_level(flat, 0.0) == image.QUANT
+    noisy = np.random.default_rng(0).normal(0.5, 0.05, 4000).astype(np.float32)
+    assert image.noise_level(noisy, 0.5) == pytest.approx(0.05, rel=0.1)
+
+
+@pytest.mark.parametrize("width", [2, 3, 4])
+def test_thin_pen_jpeg_is_a_digit(width: int) -> None:
+    """300x300, background 235, black 7 drawn 2-4 px wide, JPEG q75: once refused as blank."""
+    ink = np.zeros((300, 300), np.float32)
+    ink[50:250, 60:260] = _seven_ink(200, width)
+    page = Image.fromarray((235 - 228 * ink + 0.5).astype(np.uint8))
+    out, _ = image.load_digit(_png(page, "JPEG", quality=75), "pen.jpg")
+    assert _box(out)[0] == 20
+    assert out[:, :3].max() == out[:, -3:].max() == 0  # no ringing taken for ink
+
+
+def test_paper_texture_and_jpeg_ringing_are_no_ink() -> None:
+    r = np.random.default_rng(3)
+    ink = np.zeros((300, 400), np.float32)
+    ink[60:260, 100:300] = _seven_ink(200, 14)
+    texture = np.asarray(
+        Image.fromarray(r.normal(0, 6, (30, 40)).astype(np.float32)).resize((400, 300)),
+        np.float32,
+    )
+    page = 225 + texture - 200 * ink + r.normal(0, 2, ink.shape)
+    img = Image.fromarray(np.clip(page, 0, 255).astype(np.uint8))
+    out, _ = image.load_digit(_png(img, "JPEG", quality=70), "texture.jpg")
+    want, _ = image.load_digit(_png(Image.fromarray((255 - 255 * ink).astype(np.uint8))), "clean")
+    assert _box(out) == _box(want)
+    assert _shifted_difference(out, want) < 8
+
+
+def test_otsu_splits_two_levels() -> None:
+    a = np.r_[np.full(500, 0.2), np.full(300, 0.8)].astype(np.float32)
+    assert 0.2 < image.otsu(a) < 0.8
+
+
+def test_largest_region_keeps_the_bigger_blob() -> None:
+    m = np.zeros((20, 20), bool)
+    m[1:4, 1:4] = True  # 9 pixels
+    m[8:18, 10:14] = True  # 40 pixels
+    m[5, 15] = True
+    want = np.zeros_like(m)
+    want[8:18, 10:14] = True
+    np.testing.assert_array_equal(image.largest_region(m), want)
+
+
+def _page(angle: float) -> np.ndarray:
+    """A 200x160 page (0.9) with a dark '7', rotated by angle (paper all round)."""
+    page = np.full((200, 160), 0.9, np.float32)
+    page[50:150, 30:130] -= 0.8 * _seven_ink(100, 9)
+    rot = Image.fromarray(page).rotate(angle, Image.Resampling.BILINEAR, expand=True, fillcolor=0.9)
+    return np.asarray(rot, np.float32)
+
+
+def _page_on(table: np.ndarray, angle: float, r: np.random.Generator) -> np.ndarray:
+    """The page of _page pasted on the table."""
+    page = np.full((200, 160), 0.9, np.float32)
+    rot = Image.fromarray(_page(angle))
+    mask = Image.fromarray(np.ones_like(page)).rotate(angle, Image.Resampling.BILINEAR, expand=True)
+    out = table.copy()
+    y, x = int(r.integers(10, 60)), int(r.integers(10, 60))
+    m = np.asarray(mask, np.float32)
+    region = out[y : y + rot.height, x : x + rot.width]
+    region[:] = region * (1 - m) + np.asarray(rot, np.float32) * m
+    return out
+
+
+def _tables() -> dict[str, np.ndarray]:
+    yy, xx = np.mgrid[0:320, 0:320].astype(np.float32)
+    return {
+        "dark": np.full((320, 320), 0.15, np.float32),
+        "wood": (0.2 + 0.12 * np.sin(0.1 * yy + 3 * np.sin(0.01 * xx)) ** 2).astype(np.float32),
+        "tiles": (0.15 + 0.25 * (((yy // 40) + (xx // 40)) % 2)).astype(np.float32),
+    }
+
+
+@pytest.mark.parametrize("table", ["dark", "wood", "tiles"])
+@pytest.mark.parametrize("angle", [-10.0, 0.0, 7.0])
+def test_page_on_a_table_is_found_before_the_ink(table: str, angle: float) -> None:
+    r = np.random.default_rng(5)
+    photo_ = _page_on(_tables()[table], angle, r)
+    found = image.find_page(photo_)
+    # everything left of the page is paper now, and the ink is still there
+    assert found.min() < 0.3
+    assert np.abs(found[:, :5] - 0.9).max() < 0.05
+    img = Image.fromarray(np.clip(photo_ * 255 + 0.5, 0, 255).astype(np.uint8))
+    out, _ = image.load_digit(_png(img, "JPEG", quality=85), "table.jpg")
+    want = image.normalize(_page(angle))
+    assert _box(out) == _box(want)
+    assert _shifted_difference(out, want) < 10
+
+
+@pytest.mark.parametrize(
+    "picture",
+    [
+        _seven_ink(112, 16),  # a thick light stroke on black: the digit, not a page
+        0.9 - 0.8 * _seven_ink(112, 9),  # dark ink on a page that fills the picture
+    ],
+    ids=["light-stroke", "page-fills-picture"],
+)
+def test_no_page_means_the_picture_is_kept(picture: np.ndarray) -> None:
+    picture = picture.astype(np.float32)
+    np.testing.assert_array_equal(image.find_page(picture), picture)
+
+
+@pytest.mark.parametrize("squared", [False, True])
+def test_ruled_lines_go_and_the_digit_stays(squared: bool) -> None:
+    on = np.zeros((300, 300), bool)
+    on[::25, :] = True
+    if squared:
+        on[:, ::25] = True
+    on[55:72, 40:260] = True  # a thick bar as wide as the lines: a digit's, not the paper's
+    found = image.ruled_lines(on)
+    assert found[::25, 0].all()
+    assert not found[55:72, 1:25].any()
+    assert found[:, ::25].all() == squared
+
+
+@pytest.mark.parametrize("squared", [False, True])
+def test_blue_ballpoint_on_ruled_paper(squared: bool) -> None:
+    ink = np.zeros((300, 300), np.float32)
+    ink[50:250, 50:250] = _seven_ink(200, 5)
+    lines = np.zeros((300, 300), np.float32)
+    lines[10::26] = 1
+    if squared:
+        lines[:, 10::26] = 1
+    paper_ = (
+        np.array([0.97, 0.96, 0.92]) * (1 - lines[..., None])
+        + np.array([0.6, 0.75, 0.95]) * lines[..., None]
+    )
+    rgb = paper_ * (1 - ink[..., None]) + np.array([0.1, 0.15, 0.55]) * ink[..., None]
+    img = Image.fromarray((rgb * 255 + 0.5).astype(np.uint8))
+    out, _ = image.load_digit(_png(img, "JPEG", quality=85), "ballpoint.jpg")
+    want, _ = image.load_digit(_png(Image.fromarray((255 - 255 * ink).astype(np.uint8))), "clean")
+    assert _box(out) == _box(want)
+    assert _shifted_difference(out, want) < 8
+
+
+def test_tiny_scan_touching_its_frame_is_enlarged_with_a_margin() -> None:
+    scan = np.ones((8, 8), np.float32)
+    scan[:, 3:5] = 0.0  # a '1' from the top edge to the bottom edge
+    scan[0, 2] = 0.0
+    big = image.enlarge_tiny(scan)
+    assert big.shape[0] >= 2 * image.TINY
+    assert image._border(big).min() == 1.0  # a margin of the background all round
+    out = image.normalize(scan)
+    assert _box(out)[0] == 20
