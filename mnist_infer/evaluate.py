@@ -52,6 +52,7 @@ class Evaluation(NamedTuple):
             seconds=self.seconds,
             weights_path=self.weights_path,
             weights_sha256=self.weights_sha256,
+            confidences=self.confidences,
         )
 
     def write_pictures(self, folder: str | os.PathLike[str]) -> list[Path]:

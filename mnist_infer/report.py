@@ -80,6 +80,23 @@ def _defined(v: float) -> float | None:
     return None if np.isnan(v) else float(v)
 
 
+ECE_BINS = 15
+
+
+def calibration_error(
+    confidences: ArrayLike, correct: ArrayLike, bins: int = ECE_BINS
+) -> float | None:
+    """Expected calibration error: the mean |accuracy - confidence| over equal-width
+    confidence bins, weighted by their share of the images (None for no images)."""
+    conf = np.asarray(confidences, np.float64)
+    hit = np.asarray(correct, np.float64)
+    if conf.size == 0:
+        return None
+    b = np.minimum((conf * bins).astype(np.intp), bins - 1)
+    gap = np.bincount(b, weights=hit - conf, minlength=bins)  # sum of (hit - conf) per bin
+    return float(np.abs(gap).sum() / conf.size)
+
+
 def summary(
     labels: ArrayLike,
     preds: ArrayLike,
@@ -88,6 +105,7 @@ def summary(
     seconds: float,
     weights_path: str | os.PathLike[str],
     weights_sha256: str,
+    confidences: ArrayLike | None = None,
 ) -> dict[str, Any]:
     """All evaluation results as plain JSON-serialisable values."""
     cm = confusion_matrix(labels, preds)
@@ -114,7 +132,16 @@ def summary(
         "seconds": float(seconds),
         "images_per_second": total / seconds if seconds > 0 else None,
         "weights": {"path": str(weights_path), "sha256": weights_sha256},
-    }
+    } | (
+        {}
+        if confidences is None
+        else {
+            "ece": calibration_error(
+                confidences, np.asarray(labels) == np.asarray(preds), ECE_BINS
+            ),
+            "ece_bins": ECE_BINS,
+        }
+    )
 
 
 # --- text --------------------------------------------------------------------

@@ -13,7 +13,8 @@ from textbook import real_test_set, reference_labels, textbook_labels
 from mnist_infer.cli import cli
 from mnist_infer.evaluate import evaluate
 from mnist_infer.idx import write_idx
-from mnist_infer.report import confusion_matrix
+from mnist_infer.network import Network
+from mnist_infer.report import calibration_error, confusion_matrix
 from mnist_infer.weights import default_weights_path, load_weights
 
 N_TEST, N_TRAIN = 57, 33
@@ -104,6 +105,9 @@ def test_json(weights: Path, data: dict) -> None:
         for key, count in (("recall", np.sum(labels == d)), ("precision", np.sum(preds == d))):
             assert r[key] == (pytest.approx(hits / count) if count else None)
     assert s["images_per_second"] > 0
+    conf = Network(load_weights(weights)).predict(images / 255).max(axis=1)
+    assert s["ece"] == pytest.approx(calibration_error(conf, preds == labels), abs=1e-6)
+    assert s["ece_bins"] == 15
     assert s["weights"] == {
         "path": str(weights),
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),

@@ -100,6 +100,34 @@ def _summary(n: int = 10000, correct: int = 9352) -> dict:
     )
 
 
+def test_calibration_error_by_hand() -> None:
+    # bin [0.8, 0.867): confidences 0.85, 0.85, right 1 of 2 -> |0.5 - 0.85| * 2/4
+    # bin [0.933, 1]: confidences 0.95, 1.0, both right -> |1 - 0.975| * 2/4
+    conf = [0.85, 0.85, 0.95, 1.0]
+    hit = [True, False, True, True]
+    assert report.calibration_error(conf, hit) == pytest.approx(0.35 * 0.5 + 0.025 * 0.5)
+    assert report.calibration_error([0.3, 0.3, 0.3], [True, False, False], bins=10) == (
+        pytest.approx(1 / 3 - 0.3)
+    )
+    assert report.calibration_error([], []) is None
+
+
+def test_summary_with_confidences_has_the_calibration_error() -> None:
+    labels, preds = _labels_preds(200, 150)
+    conf = np.full(200, 0.9)
+    s = report.summary(
+        labels,
+        preds,
+        batch_size=1,
+        seconds=1.0,
+        weights_path="w",
+        weights_sha256="",
+        confidences=conf,
+    )
+    assert s["ece"] == pytest.approx(0.15)
+    assert s["ece_bins"] == report.ECE_BINS
+
+
 def test_summary_is_plain_json_with_exact_fields() -> None:
     labels, preds = _labels_preds(200, 150)
     s = _summary(200, 150)
