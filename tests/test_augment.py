@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnist_infer.augment import augment
+from mnist_infer.augment import LOW_SIDES, augment, low_resolution, stroke_width
 
 
 def _digits(n: int = 6, seed: int = 0) -> np.ndarray:
@@ -67,3 +67,56 @@ def test_shift_matches_a_per_pixel_reference(seed: int) -> None:
         img = x[k].reshape(28, 28)
         want = [[_bilinear(img, r - d[k, 1], c - d[k, 0]) for c in range(28)] for r in range(28)]
         np.testing.assert_allclose(y[k].reshape(28, 28), want, atol=1e-3)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_shear_matches_a_per_pixel_reference(seed: int) -> None:
+    x = _digits(seed=seed)
+    n = len(x)
+    y = augment(x, np.random.default_rng(seed), rotate=0, scale=0, shift=0, elastic=0, shear=0.4)
+    rng = np.random.default_rng(seed)
+    rng.uniform(0, 0, n)
+    rng.uniform(1, 1, n)
+    rng.uniform(0, 0, (n, 2))
+    k_ = rng.uniform(-0.4, 0.4, n)
+    for k in range(n):
+        img = x[k].reshape(28, 28)
+        want = [[_bilinear(img, r, c + k_[k] * (r - 13.5)) for c in range(28)] for r in range(28)]
+        np.testing.assert_allclose(y[k].reshape(28, 28), want, atol=1e-3)
+
+
+def _bar(width: int) -> np.ndarray:
+    x = np.zeros((1, 28, 28), np.float32)
+    x[0, 4:24, 14 - width // 2 : 14 - width // 2 + width] = 255
+    return x.reshape(1, 784)
+
+
+def test_stroke_width_thickens_and_thins() -> None:
+    x = np.repeat(_bar(3), 300, axis=0)
+    y = stroke_width(x, np.random.default_rng(0))
+    assert y.dtype == np.float32
+    ink = y.reshape(300, 28, 28)[:, 14].sum(axis=1) / 255  # ink across the middle row
+    assert ink.min() < 3 - 0.5  # some thinner (1.2 at most removed: plus-shaped, by 0.6)
+    assert ink.max() > 3 + 1.5  # some thicker (up to 2 px more)
+    assert np.sum(ink == 3) > 50  # a third unchanged
+    assert ink.min() >= 3 - 2 * 0.6 - 1e-4
+    assert ink.max() <= 5 + 1e-4
+    assert y.min() >= 0
+    assert y.max() <= 255
+
+
+def test_stroke_width_nothing_asked_nothing_changed() -> None:
+    x = _digits().astype(np.float32)
+    np.testing.assert_array_equal(stroke_width(x, np.random.default_rng(0), thin=0, thick=0), x)
+
+
+def test_low_resolution_blurs_a_share_and_keeps_the_strongest_ink() -> None:
+    x = np.repeat(_digits(1), 400, axis=0).astype(np.float32)
+    y = low_resolution(x, np.random.default_rng(0), p=0.25)
+    changed = np.any(np.abs(y - x) > 1e-3, axis=1)
+    assert 0.18 < changed.mean() < 0.32
+    np.testing.assert_allclose(y.max(axis=1), x.max(axis=1), rtol=1e-5)
+    # blurred: fewer pixels at full strength, more pixels with some ink
+    assert np.all((y[changed] > 0.5).sum(1) > (x[changed] > 0.5).sum(1))
+    assert len(LOW_SIDES) > 1
+    np.testing.assert_array_equal(low_resolution(x, np.random.default_rng(0), p=0), x)

@@ -23,7 +23,8 @@ from mnist_infer.errors import (
     UsageError,
 )
 from mnist_infer.idx import write_idx
-from mnist_infer.train import TrainOptions, checkpoint_paths, train
+from mnist_infer.network import Network
+from mnist_infer.train import TrainOptions, checkpoint_paths, fit_temperature, train
 from mnist_infer.weights import file_sha256, load_weights, read_metadata, save_weights
 
 
@@ -84,11 +85,63 @@ def test_output_is_a_textbook_dict_with_metadata(blob_cache: Path, tmp_path: Pat
     assert not any(p.exists() for p in checkpoint_paths(out))
 
 
-@pytest.mark.parametrize("augment", [False, True])
-def test_same_seed_same_weights(blob_cache: Path, tmp_path: Path, augment: bool) -> None:
-    a = train(_opts(augment=augment), tmp_path / "a.npz", cache_dir=blob_cache)
-    b = train(_opts(augment=augment), tmp_path / "b.npz", cache_dir=blob_cache)
-    c = train(_opts(augment=augment, seed=1), tmp_path / "c.npz", cache_dir=blob_cache)
+def test_temperature_is_fitted_on_validation_and_folded_into_the_last_layer(
+    blob_cache: Path, tmp_path: Path
+) -> None:
+    # one label in five wrong: the network cannot be sure, and must not say it is
+    r = np.random.default_rng(8)
+    x, t = _blobs(1200, r)
+    flip = r.random(len(t)) < 0.2
+    t[flip] = (t[flip] + 1) % 10
+    write_idx(blob_cache / "train-images-idx3-ubyte", x)
+    write_idx(blob_cache / "train-labels-idx1-ubyte", t)
+    out = tmp_path / "w.pkl"
+    res = train(_opts(epochs=8), out, cache_dir=blob_cache)
+    meta = read_metadata(out)
+    assert meta is not None
+    t = meta["temperature"]
+    assert 0.25 < t < 20
+    # the folded last layer gives the lowest validation loss among nearby temperatures
+    from mnist_infer.dataset import load_arrays
+
+    images, labels = load_arrays("train", blob_cache)
+    split = np.random.default_rng([0, 1]).permutation(len(images))
+    va = split[len(images) - 200 :]
+    x, y = images[va] / np.float32(255), labels[va]
+
+    def loss(f: float) -> float:
+        p = {k: v.copy() for k, v in res.params.items()}
+        p["W3"] *= np.float32(f)
+        p["b3"] *= np.float32(f)
+        return Network(p).loss(x, y)
+
+    assert loss(1.0) < min(loss(0.8), loss(1.25))
+    assert t != 1.0
+
+
+def test_no_validation_no_temperature(blob_cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "w.pkl"
+    train(_opts(val_size=0), out, cache_dir=blob_cache)
+    meta = read_metadata(out)
+    assert meta is not None
+    assert meta["temperature"] is None
+
+
+@pytest.mark.parametrize("scale", [0.3, 1.0, 4.0])
+def test_fit_temperature_finds_the_temperature_that_made_the_labels(scale: float) -> None:
+    r = np.random.default_rng(1)
+    logits = r.normal(0, 3, (4000, 10))
+    p = np.exp(logits / scale)
+    p /= p.sum(1, keepdims=True)
+    labels = np.array([r.choice(10, p=row) for row in p])
+    assert fit_temperature(logits, labels) == pytest.approx(scale, rel=0.1)
+
+
+@pytest.mark.parametrize("aug", [{}, {"augment": True}, {"ink_augment": True}])
+def test_same_seed_same_weights(blob_cache: Path, tmp_path: Path, aug: dict) -> None:
+    a = train(_opts(**aug), tmp_path / "a.npz", cache_dir=blob_cache)
+    b = train(_opts(**aug), tmp_path / "b.npz", cache_dir=blob_cache)
+    c = train(_opts(**aug, seed=1), tmp_path / "c.npz", cache_dir=blob_cache)
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k])
     assert not np.array_equal(a.params["W1"], c.params["W1"])
