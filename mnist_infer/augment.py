@@ -128,9 +128,7 @@ LOW_SIDES = (10, 11, 12, 14, 17, 20)
 _LOW = {k: (_upsampler(k, _SIDE), _area(k, _SIDE)) for k in LOW_SIDES}
 
 
-def low_resolution(
-    x: NDArray, rng: np.random.Generator, *, p: float = 0.25
-) -> NDArray[np.float32]:
+def low_resolution(x: NDArray, rng: np.random.Generator, *, p: float = 0.25) -> NDArray[np.float32]:
     """Copies of x (n, 784) where a fraction p is reduced to 10 to 20 pixels a side and back.
 
     This is what a tiny scan looks like once predict has blown it up to MNIST's size: blurred,

@@ -128,8 +128,8 @@ def download(
     "--weights",
     "weights_path",
     type=click.Path(path_type=Path),
-    help="Weights file: the textbook's pickled dict (.pkl) or .npz  [default: the shipped"
-    " weights/mnist-mlp-784-50-100-10.pkl].",
+    help="Weights file: the textbook's pickled dict (.pkl) or .npz, or `small` for the shipped"
+    " 784-50-100-10 weights  [default: the shipped default weights].",
 )
 @click.option(
     "--batch-size",
@@ -224,12 +224,14 @@ def evaluate(
     "weights_path", metavar="[WEIGHTS]", required=False, type=click.Path(path_type=Path)
 )
 def info(weights_path: Path | None) -> None:
-    """Describe a weights file (default: the shipped weights): layers, size, SHA-256, metadata."""
+    """Describe a weights file (default: the shipped weights; `small`: the shipped 784-50-100-10
+    ones): layers, size, SHA-256, metadata."""
     import json
 
-    from mnist_infer.weights import default_weights_path, describe
+    from mnist_infer.weights import describe
+    from mnist_infer.weights import weights_path as resolve
 
-    d = describe(weights_path if weights_path is not None else default_weights_path())
+    d = describe(resolve(weights_path))
     if d.metadata_error is not None:
         click.echo(f"Warning: {d.metadata_error}; showing the weights without it", err=True)
     kind = {"pickle": "pickle (the textbook's dict of arrays)", "npz": "npz (numpy zip archive)"}
@@ -257,7 +259,8 @@ def info(weights_path: Path | None) -> None:
     "--weights",
     "weights_path",
     type=click.Path(path_type=Path),
-    help="Weights file (.pkl or .npz)  [default: the shipped weights].",
+    help="Weights file (.pkl or .npz), or `small` for the shipped 784-50-100-10 weights"
+    "  [default: the shipped default weights].",
 )
 @click.option("--recursive", "-r", is_flag=True, help="Also take images in subfolders.")
 @click.option(

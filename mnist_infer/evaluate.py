@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from mnist_infer import report
 from mnist_infer.dataset import load_arrays
 from mnist_infer.network import Network
-from mnist_infer.weights import default_weights_path, read_weights
+from mnist_infer.weights import read_weights, weights_path
 
 
 class Evaluation(NamedTuple):
@@ -76,7 +76,7 @@ def evaluate(
     progress: bool = False,
 ) -> Evaluation:
     """Classify a split (its first `limit` images) with the weights, batch by batch."""
-    path = Path(weights) if weights is not None else default_weights_path()
+    path = weights_path(weights)
     params, sha = read_weights(path)
     net = Network(params)
     images, labels = load_arrays(split, cache_dir, mirrors=mirrors, quiet=not progress)

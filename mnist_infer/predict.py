@@ -231,9 +231,9 @@ def predict_files(
 def load_network(path: str | os.PathLike[str] | None = None) -> Classifier:
     """The network for the weights at `path` (default: the shipped weights)."""
     from mnist_infer.network import Network
-    from mnist_infer.weights import default_weights_path, load_weights
+    from mnist_infer.weights import load_weights, weights_path
 
-    return Network(load_weights(path if path is not None else default_weights_path()))
+    return Network(load_weights(weights_path(path)))
 
 
 def text_line(p: Prediction, k: int = 1) -> str:

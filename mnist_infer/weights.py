@@ -19,6 +19,8 @@ from mnist_infer.files import atomic_write
 INPUTS = 784
 OUTPUTS = 10
 DEFAULT_NAME = "mnist-mlp-784-50-100-10.pkl"
+SMALL_NAME = "mnist-mlp-784-50-100-10.pkl"  # the book's shape
+SHIPPED = {"default": DEFAULT_NAME, "small": SMALL_NAME}  # short names for --weights
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 MAX_NPZ_BYTES = 2**30
@@ -444,16 +446,27 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         raise WeightsError(f"cannot read {p}: {e.strerror or e}") from None
 
 
-def default_weights_path(check: bool = True) -> Path:
-    """The default weights that ship inside the package (must exist if check)."""
+def default_weights_path(check: bool = True, name: str = DEFAULT_NAME) -> Path:
+    """The default (or the named) weights that ship inside the package (must exist if check)."""
     from importlib.resources import files
 
-    p = Path(str(files("mnist_infer._shipped").joinpath(DEFAULT_NAME)))
+    p = Path(str(files("mnist_infer._shipped").joinpath(name)))
     if check and not p.is_file():
         raise WeightsError(
             f"no default weights: {p} is missing from the installed package; reinstall"
             " mnist-infer, or pass --weights PATH"
         )
+    return p
+
+
+def weights_path(value: str | os.PathLike[str] | None) -> Path:
+    """What --weights names: a file, or a short name of shipped weights (default, small)
+    when no file of that name exists; None is the default weights."""
+    if value is None:
+        return default_weights_path()
+    p = Path(value)
+    if str(value) in SHIPPED and not p.exists():
+        return default_weights_path(name=SHIPPED[str(value)])
     return p
 
 

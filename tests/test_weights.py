@@ -25,6 +25,7 @@ from mnist_infer.errors import UnsafePickleError, UsageError, WeightsError
 from mnist_infer.network import Network
 from mnist_infer.weights import (
     DEFAULT_NAME,
+    SHIPPED,
     default_weights_path,
     describe,
     file_sha256,
@@ -32,6 +33,7 @@ from mnist_infer.weights import (
     read_metadata,
     read_weights,
     save_weights,
+    weights_path,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -817,3 +819,22 @@ def test_installed_package_without_weights_asks_for_weights(tmp_path: Path) -> N
         f"Error: no default weights: {missing} is missing from the installed package;"
         " reinstall mnist-infer, or pass --weights PATH\n"
     )
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_short_names_are_the_shipped_weights(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert weights_path(name) == default_weights_path(name=SHIPPED[name])
+    assert weights_path(None) == default_weights_path()
+    res = CliRunner().invoke(cli, ["info", name])
+    assert res.exit_code == 0, res.output
+    assert SHIPPED[name].removeprefix("mnist-mlp-").removesuffix(".pkl") in res.output
+    (tmp_path / name).write_bytes(b"")  # a file of that name wins
+    assert weights_path(name) == Path(name)
+
+
+def test_small_is_the_books_shape() -> None:
+    p = load_weights(weights_path("small"))
+    assert [p[f"W{i}"].shape for i in (1, 2, 3)] == [(784, 50), (50, 100), (100, 10)]
