@@ -518,6 +518,11 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
     " pens, tiny scans).",
 )
 @click.option(
+    "--no-calibrate",
+    is_flag=True,
+    help="Do not scale the output layer so that the confidences match the validation accuracy.",
+)
+@click.option(
     "--val-size",
     type=click.IntRange(min=0),
     default=5000,
@@ -548,6 +553,7 @@ def train(
     seed: int,
     augment: bool,
     ink_augment: bool,
+    no_calibrate: bool,
     val_size: int,
     out: Path,
     force: bool,
@@ -579,6 +585,7 @@ def train(
         augment=augment,
         val_size=val_size,
         ink_augment=ink_augment,
+        calibrate=not no_calibrate,
     )
     result = run(
         opts,

@@ -46,6 +46,7 @@ class TrainOptions:
     augment: bool = False
     val_size: int = 5000
     ink_augment: bool = False  # also stroke width, slant and low resolution
+    calibrate: bool = True  # fold a temperature fitted on the validation images into the output
 
     @property
     def rate(self) -> float:
@@ -308,7 +309,7 @@ def train(
 
     params = {k: v.copy() for k, v in run.net.params.items()}
     temperature = None
-    if len(x_val):  # confidence that means what it says: fitted on the held-out images
+    if opts.calibrate and len(x_val):  # confidence that means what it says
         temperature = fit_temperature(run.net.logits(x_val * np.float32(1 / 255)), t_val)
         last = len(run.net.sizes) - 1
         for k in (f"W{last}", f"b{last}"):

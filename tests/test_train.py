@@ -119,12 +119,23 @@ def test_temperature_is_fitted_on_validation_and_folded_into_the_last_layer(
     assert t != 1.0
 
 
-def test_no_validation_no_temperature(blob_cache: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("opts", [{"val_size": 0}, {"calibrate": False}])
+def test_no_validation_or_no_calibrate_no_temperature(
+    blob_cache: Path, tmp_path: Path, opts: dict
+) -> None:
     out = tmp_path / "w.pkl"
-    train(_opts(val_size=0), out, cache_dir=blob_cache)
+    res = train(_opts(**opts), out, cache_dir=blob_cache)
     meta = read_metadata(out)
     assert meta is not None
     assert meta["temperature"] is None
+    assert meta["options"]["calibrate"] is (opts.get("calibrate", True))
+    if "calibrate" in opts:  # the same run calibrated differs only by T in the last layer
+        cal = train(_opts(), tmp_path / "b.pkl", cache_dir=blob_cache)
+        t = cal.metadata["temperature"]
+        for k in ("W1", "b1", "W2", "b2"):
+            np.testing.assert_array_equal(cal.params[k], res.params[k])
+        for k in ("W3", "b3"):
+            np.testing.assert_allclose(cal.params[k] * t, res.params[k], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("scale", [0.3, 1.0, 4.0])
