@@ -563,3 +563,41 @@ def test_tiny_scan_touching_its_frame_is_enlarged_with_a_margin() -> None:
     assert image._border(big).min() == 1.0  # a margin of the background all round
     out = image.normalize(scan)
     assert _box(out)[0] == 20
+
+
+def test_digits_already_in_mnist_form_skip_the_steps_unchanged(
+    sample: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digits = sample[0]
+    g = digits.astype(np.float32) * np.float32(1 / 255)
+    fast = [image._mnist_form(a) for a in g]
+    assert sum(f is not None for f in fast) > len(g) // 2
+    monkeypatch.setattr(image, "_mnist_form", lambda a: None)
+    for a, f in zip(g, fast, strict=True):
+        if f is not None:
+            np.testing.assert_array_equal(f, image.normalize(a))
+
+
+def _gap(d: np.ndarray) -> np.ndarray:
+    rows = np.flatnonzero(d.any(axis=1))
+    out = d.copy()
+    out[rows[len(rows) // 2]] = 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: np.roll(d, 2, axis=1),  # off-centre
+        lambda d: d // 2,  # faint ink
+        _gap,  # a box with a gap in it
+        lambda d: np.where(np.arange(28)[None, :] == 0, 9, d).astype(np.uint8),  # grey border
+    ],
+    ids=["off-centre", "faint", "gap", "border"],
+)
+def test_near_mnist_form_goes_through_the_steps(
+    change: Callable, sample: tuple[np.ndarray, np.ndarray]
+) -> None:
+    scale = np.float32(1 / 255)
+    d = next(d for d in sample[0] if image._mnist_form(d.astype(np.float32) * scale) is not None)
+    assert image._mnist_form(change(d).astype(np.float32) * scale) is None
