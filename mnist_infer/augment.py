@@ -102,7 +102,7 @@ def stroke_width(
     n = x.shape[0]
     a = np.asarray(x, np.float32).reshape(n, _SIDE, _SIDE)
     kind = rng.integers(0, 3, n)
-    amount = rng.uniform(0, 1, n).astype(np.float32)
+    amount = rng.uniform(0, 1, (n,)).astype(np.float32)
     out = a.copy()
     for k, op, cross, top in ((1, np.minimum, True, thin), (2, np.maximum, False, thick)):
         sel = np.flatnonzero(kind == k)

@@ -266,8 +266,8 @@ def main() -> None:
     import os
     from pathlib import Path
 
-    from mnist_infer.download import fetch
     from mnist_infer.dataset import load_arrays
+    from mnist_infer.download import fetch
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("weights", nargs="?")
