@@ -348,14 +348,14 @@ def _sha256(data: bytes) -> Any:
     return sha256(data)
 
 
-def _load(path: Path) -> tuple[dict[str, np.ndarray], str, str]:
-    """(arrays, SHA-256, format) of a weights file, validated."""
+def _load(path: Path, digest: bool = True) -> tuple[dict[str, np.ndarray], str, str]:
+    """(arrays, SHA-256 or "" unless digest, format) of a weights file, validated."""
     data = _read_bytes(path)
     fmt = file_format(data)
     params = _from_npz(data, path) if fmt == "npz" else _from_pickle(data, path)
     check_params(params, str(path))
     assert isinstance(params, dict)
-    return params, _sha256(data).hexdigest(), fmt
+    return params, _sha256(data).hexdigest() if digest else "", fmt
 
 
 def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], str]:
@@ -366,7 +366,7 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], s
 
 def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Validated arrays W1..Wn, b1..bn of a .pkl or .npz weights file; never runs code."""
-    return read_weights(path)[0]
+    return _load(Path(path), digest=False)[0]  # hashing megabytes is a predict's startup
 
 
 # --- saving ----------------------------------------------------------------------
