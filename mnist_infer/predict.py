@@ -118,7 +118,7 @@ def _folder(top: str, recursive: bool, note: Notify | None = None) -> Iterator[s
                 skipped += 1
         if recursive:
             stack.extend(reversed(dirs))
-    if note is not None and (skipped or hidden):
+    if note is not None and found and (skipped or hidden):  # else the failure below says it
         note(f"{top}: skipped {_left_out(skipped, hidden)}")
     if not found and not unlisted:
         hint = "; add --recursive to look in subfolders" if subfolders and not recursive else ""
@@ -233,7 +233,8 @@ def _items(paths: Iterable[str | Failure], stdin: IO[bytes] | None) -> Iterator[
 
 def _read_capped(stream: IO[bytes]) -> bytes | None:
     """All of stream, or None (having read no more than the limit) when it is too large."""
-    chunks, total = [], 0
+    chunks: list[bytes] = []
+    total = 0
     while total <= MAX_FILE_BYTES:
         chunk = stream.read(min(1 << 20, MAX_FILE_BYTES + 1 - total))
         if not chunk:
@@ -376,7 +377,7 @@ def _escaped(m: re.Match[str]) -> str:
 
 
 def _json_path(path: str) -> dict[str, object]:
-    """"path" (U+FFFD for bytes that are not UTF-8) and then "path_base64" with the bytes."""
+    """ "path" (U+FFFD for bytes that are not UTF-8) and then "path_base64" with the bytes."""
     raw = os.fsencode(path)
     text = raw.decode("utf-8", "replace")
     rec: dict[str, object] = {"path": text}
@@ -439,6 +440,7 @@ class PngNamer:
         name, i = f"{stem}.png", 1
         while name in self.used:
             i += 1
-            name = f"{stem}-{i}.png"
+            tail = f"-{i}.png"  # the stem is cut short if the name would pass 255 bytes
+            name = os.fsdecode(os.fsencode(stem)[: 255 - len(tail)]) + tail
         self.used.add(name)
         return self.folder / name
