@@ -79,19 +79,6 @@ def _json_line(record: object) -> None:
     click.echo(json.dumps(record))
 
 
-def _first_use(splits: list[str], cache_dir: Path | None, quiet: bool) -> None:
-    """Say so on standard error when a split is about to be downloaded into the cache."""
-    if quiet:
-        return
-    from mnist_infer.dataset import file_names, resolve_cache_dir
-
-    cache = resolve_cache_dir(cache_dir)
-    missing = [s for s in splits if not all((cache / n).is_file() for n in file_names(s))]
-    if missing:
-        which = " and ".join(missing) + (" splits" if len(missing) > 1 else " split")
-        _note(f"downloading the MNIST {which} into {cache} (first use)")
-
-
 cache_dir_option = click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -310,7 +297,6 @@ def evaluate(
 
             folder = output_folder(report_dir)  # checked before the work, not after it
         with folder:
-            _first_use([split], cache_dir, quiet)
             result = ev.evaluate(
                 weights_path,
                 split,
@@ -319,6 +305,7 @@ def evaluate(
                 cache_dir=cache_dir,
                 mirrors=list(mirrors) or None,
                 progress=not quiet and sys.stderr.isatty(),
+                quiet=quiet,
             )
     finally:
         if collecting:
@@ -656,7 +643,6 @@ def show(
     from mnist_infer.image import export_digits, to_art
 
     with output_folder(out):
-        _first_use([split], cache_dir, quiet)
         written = export_digits(
             split, index, count, out, cache_dir, list(mirrors) or None, quiet=quiet
         )
@@ -809,7 +795,6 @@ def train(
         augment=augment,
         val_size=val_size,
     )
-    _first_use(["train", "test"], cache_dir, quiet)
     result = run(
         opts,
         out,
@@ -820,6 +805,7 @@ def train(
         progress=not quiet and sys.stderr.isatty(),
         on_epoch=None if quiet else lambda s: click.echo(format_epoch(s, epochs)),
         on_note=None if quiet else _note,
+        quiet=quiet,
     )
     if not quiet:
         click.echo(f"Saved {result.path} (metadata in {result.path}.json)", err=True)
