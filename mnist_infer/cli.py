@@ -32,11 +32,28 @@ class _Group(click.Group):
         except MemoryError as err:  # numpy's message says how much and for what
             raise _Failure(MnistInferError(f"not enough memory: {err}")) from None
         except OSError as err:
-            if err.errno != errno.EPIPE or not _stdout_closed():
-                raise
-            # The reader is gone (`| head -1`): stop quietly, as Unix tools do.
-            _discard_stdout()
-            raise click.exceptions.Exit(0) from None
+            _closed_pipe(err)
+            raise
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:  # --help is printed here
+            return super().make_context(*args, **kwargs)
+        except OSError as err:
+            _closed_pipe(err)
+            raise
+
+
+def _closed_pipe(err: OSError) -> None:
+    """Exit quietly if standard output's reader is gone (`| head -1`), as Unix tools do.
+
+    Any other broken pipe is an error of its own (click would exit 1 without a word).
+    """
+    if err.errno != errno.EPIPE:
+        return
+    if _stdout_closed():
+        _discard_stdout()
+        raise click.exceptions.Exit(0) from None
+    raise _Failure(MnistInferError(f"a pipe was closed by the other side ({err})")) from None
 
 
 def _stdout_closed() -> bool:
@@ -60,6 +77,12 @@ def _discard_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (AttributeError, OSError, ValueError):
         pass
+
+
+def _not_nan(value: float | None) -> float | None:
+    if value is not None and value != value:
+        raise click.BadParameter(f"{value} is not a number between 0 and 1")
+    return value
 
 
 def _note(text: str) -> None:
@@ -436,6 +459,7 @@ def info(weights_path: Path | None, as_json: bool, quiet: bool) -> None:
 @click.option(
     "--min-confidence",
     type=click.FloatRange(0, 1),
+    callback=lambda ctx, param, v: _not_nan(v),
     metavar="P",
     help="Mark answers whose confidence is below P (0 to 1) as unsure.",
 )
