@@ -575,6 +575,9 @@ def predict(
         import csv
 
         writer = csv.writer(out, lineterminator="\n")
+        # csv quotes a field holding "\n" but not one holding a lone "\r", which readers
+        # would take for a line break: such rows are written with every field quoted.
+        quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writerow(pr.csv_header(top_k, min_confidence))
     failed = 0
     for r in results:
@@ -589,7 +592,8 @@ def predict(
 
             out.write(json.dumps(pr.json_record(r, top_k, min_confidence)) + "\n")
         elif fmt == "csv":
-            writer.writerow(pr.csv_row(r, top_k, min_confidence))
+            row = pr.csv_row(r, top_k, min_confidence)
+            (quoted if "\r" in r.path else writer).writerow(row)
         elif isinstance(r, pr.Prediction):
             out.write(pr.text_line(r, top_k, min_confidence) + "\n")
         if isinstance(r, pr.Failure):
