@@ -486,8 +486,12 @@ def test_command_list_reads_as_sentences() -> None:
         assert re.fullmatch(r"[A-Z][^.]*(\.[^.]+)*\.", summary), line  # whole, not cut off
 
 
-def test_shell_completion_script() -> None:
-    env = os.environ | {"_MNIST_INFER_COMPLETE": "bash_source"}
+@pytest.mark.parametrize(
+    ("shell", "marker"),
+    [("bash", "_mnist_infer_completion"), ("zsh", "#compdef mnist-infer"), ("fish", "complete")],
+)
+def test_shell_completion_script(shell: str, marker: str) -> None:
+    env = os.environ | {"_MNIST_INFER_COMPLETE": f"{shell}_source"}
     res = subprocess.run(
         [sys.executable, "-c", "from mnist_infer.cli import main; main()"],
         env=env,
@@ -496,4 +500,4 @@ def test_shell_completion_script() -> None:
         timeout=30,
     )
     assert res.returncode == 0
-    assert "_mnist_infer_completion" in res.stdout
+    assert marker in res.stdout
