@@ -173,8 +173,8 @@ def _opened(path: str) -> IO[bytes] | nullcontext[None]:
     """The regular file at path, opened; its kind or size refused before any reading.
 
     Devices, pipes and sockets are never opened by name (a FIFO would block, /dev/zero
-    never ends). When the file cannot even be looked at, None: load_digit then opens the
-    path itself and says why that fails.
+    never ends). When the path cannot even be looked at, or is a folder, the context gives
+    None: load_digit then opens the path itself and says why that fails.
     """
     try:
         st = os.stat(path)
@@ -184,7 +184,8 @@ def _opened(path: str) -> IO[bytes] | nullcontext[None]:
         return nullcontext()
     _check_kind_and_size(path, st)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags)
     except OSError:
         return nullcontext()
     f = os.fdopen(fd, "rb")
