@@ -304,9 +304,8 @@ def evaluate(
 
     \b
     Examples:
-      mnist-infer evaluate
-      mnist-infer evaluate --weights sample_weight.pkl --quiet
-      mnist-infer evaluate --json --report out/
+      mnist-infer evaluate --report out/
+      mnist-infer evaluate --weights sample_weight.pkl --json --quiet
     """
     import atexit
     import gc
