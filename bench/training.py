@@ -18,7 +18,7 @@ from common import (
     need_command,
 )
 
-from mnist_infer.network import _cpus
+from mnist_infer.network import _blas, _cpus
 
 
 def bench_train(sec: Section, spawner: Spawner) -> None:
@@ -31,7 +31,11 @@ def bench_train(sec: Section, spawner: Spawner) -> None:
     for augment in (False, True):
         opts = TrainOptions(epochs=1, augment=augment)
         out = WORK / "train-bench.npz"
-        res = train(opts, out, cache_dir=CACHE, force=True, evaluate_test=False)
+        _blas.limit()  # one BLAS thread, as `mnist-infer train` runs
+        try:
+            res = train(opts, out, cache_dir=CACHE, force=True, evaluate_test=False)
+        finally:
+            _blas.restore()
         (ep,) = res.history
         name = "augmented" if augment else "plain"
         sec.rows += [
