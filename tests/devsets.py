@@ -4,8 +4,9 @@ Every image is generated at run time from an MNIST test digit (nothing derived f
 stored): a page photographed on a dark or patterned table, a thin pen in JPEG, a fat marker,
 tiny scans as they are and blown up, blue ballpoint on lined or squared paper.
 
-`python tests/devsets.py [WEIGHTS] [--count N]` prints the accuracy per style (needs
-MNIST_INFER_TEST_DATA, as the tests do).
+`python tests/devsets.py [WEIGHTS...] [--count N]` prints the accuracy per style as a
+Markdown table, one column per weights file or short name (default: `default`); it needs
+MNIST_INFER_TEST_DATA, as the tests do.
 """
 
 from __future__ import annotations
@@ -226,21 +227,19 @@ STYLES: dict[str, Render] = {
 }
 
 
-def accuracy(
+def rendered(
     images: NDArray[np.uint8],
     labels: NDArray[np.uint8],
     render: Render,
-    weights: str | None = None,
     count: int = 200,
     seed: int = 0,
-) -> tuple[float, int]:
-    """Accuracy of predict's preprocessing plus the weights on `count` rendered test digits.
+) -> tuple[NDArray[np.uint8], NDArray[np.uint8], int]:
+    """`count` random test digits rendered and read back by predict's preprocessing.
 
-    Returns (accuracy, files refused as no digit); a refused file counts as wrong.
+    Returns the 28x28 digits (flattened), their labels, and how many files were refused.
     """
     from mnist_infer.errors import ImageError
     from mnist_infer.image import load_digit
-    from mnist_infer.predict import load_network
 
     rng = np.random.default_rng([seed, 18])
     pick = rng.choice(len(images), count, replace=False)
@@ -254,11 +253,32 @@ def accuracy(
             continue
         digits.append(d.reshape(784))
         keep.append(labels[i])
-    if not digits:
-        return 0.0, refused
-    net = load_network(weights)
-    pred, _ = net.classify(np.array(digits), 1000)
-    return float(np.sum(pred == np.array(keep))) / count, refused
+    return np.array(digits, np.uint8).reshape(-1, 784), np.array(keep, np.uint8), refused
+
+
+def score(
+    digits: NDArray[np.uint8], labels: NDArray[np.uint8], refused: int, weights: str | None
+) -> float:
+    """Accuracy with the weights, a refused file counting as wrong."""
+    from mnist_infer.predict import load_network
+
+    if not len(digits):
+        return 0.0
+    pred, _ = load_network(weights).classify(digits, 1000)
+    return float(np.sum(pred == labels)) / (len(labels) + refused)
+
+
+def accuracy(
+    images: NDArray[np.uint8],
+    labels: NDArray[np.uint8],
+    render: Render,
+    weights: str | None = None,
+    count: int = 200,
+    seed: int = 0,
+) -> tuple[float, int]:
+    """(accuracy, files refused) of preprocessing plus the weights on one style."""
+    digits, keep, refused = rendered(images, labels, render, count, seed)
+    return score(digits, keep, refused, weights), refused
 
 
 def main() -> None:
@@ -270,20 +290,22 @@ def main() -> None:
     from mnist_infer.download import fetch
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("weights", nargs="?")
-    ap.add_argument("--count", type=int, default=300)
-    ap.add_argument("--style", action="append")
+    ap.add_argument("weights", nargs="*", default=["default"], help="files or short names")
+    ap.add_argument("--count", type=int, default=300, help="digits per style")
+    ap.add_argument("--style", action="append", help="only styles whose name holds this")
     args = ap.parse_args()
     cache = Path(os.environ.get("MNIST_INFER_CACHE", "/tmp/mnist-infer-devsets"))
     fetch("test", cache, mirrors=[str(Path(os.environ["MNIST_INFER_TEST_DATA"]) / "mnist")])
     images, labels = load_arrays("test", cache)
-    print("| style | accuracy |\n| --- | --- |")
+    print("| style | " + " | ".join(f"`{w}`" for w in args.weights) + " |")
+    print("| --- |" + " --- |" * len(args.weights))
     for name, render in STYLES.items():
         if args.style and not any(s in name for s in args.style):
             continue
-        acc, refused = accuracy(images, labels, render, args.weights, args.count)
+        digits, keep, refused = rendered(images, labels, render, args.count)
         note = f" ({refused} refused)" if refused else ""
-        print(f"| {name} | {acc:.3f}{note} |", flush=True)
+        cells = [f"{score(digits, keep, refused, w):.3f}{note}" for w in args.weights]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
