@@ -381,6 +381,8 @@ def enlarge_tiny(g: NDArray[np.float32]) -> NDArray[np.float32]:
 def otsu(a: NDArray[np.float32]) -> float:
     """The level that best splits a's values into two classes (Otsu's method)."""
     hist = np.bincount(np.clip(a * 255, 0, 255).astype(np.intp).ravel(), minlength=256)
+    if np.count_nonzero(hist) < 2:  # one level: nothing to split
+        return float(np.argmax(hist)) / 255
     p = hist / hist.sum()
     w = np.cumsum(p)
     mu = np.cumsum(p * np.arange(256))
@@ -440,7 +442,7 @@ def find_page(g: NDArray[np.float32]) -> NDArray[np.float32]:
     small = np.asarray(Image.fromarray(g, "F").reduce(f), np.float32) if f > 1 else g
     t = otsu(small)
     light = small > t
-    if _border(light.astype(np.float32)).mean() >= 0.5:
+    if not light.any() or _border(light.astype(np.float32)).mean() >= 0.5:
         return g  # light all around: the paper (or the picture) is the background already
     page = largest_region(light)
     outside = _spread(

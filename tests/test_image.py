@@ -601,3 +601,13 @@ def test_near_mnist_form_goes_through_the_steps(
     scale = np.float32(1 / 255)
     d = next(d for d in sample[0] if image._mnist_form(d.astype(np.float32) * scale) is not None)
     assert image._mnist_form(change(d).astype(np.float32) * scale) is None
+
+
+@pytest.mark.parametrize("level", [0.0, 0.5, 1.0])
+def test_big_single_colour_image_has_no_digit(level: float) -> None:
+    g = np.full((200, 300), level, np.float32)
+    assert image.otsu(g) == pytest.approx(level, abs=1 / 255)
+    np.testing.assert_array_equal(image.find_page(g), g)
+    with pytest.raises(ImageError) as err:
+        image.normalize(g, name="flat.png")
+    assert str(err.value) == "flat.png: no digit found (blank or single-colour image)"
