@@ -18,7 +18,7 @@ from mnist_infer.files import atomic_write
 
 INPUTS = 784
 OUTPUTS = 10
-DEFAULT_NAME = "mnist-mlp-784-50-100-10.pkl"
+DEFAULT_NAME = "mnist-mlp-784-800-300-10.pkl"
 SMALL_NAME = "mnist-mlp-784-50-100-10.pkl"  # the book's shape
 SHIPPED = {"default": DEFAULT_NAME, "small": SMALL_NAME}  # short names for --weights
 ZIP_MAGIC = b"PK\x03\x04"
