@@ -797,7 +797,7 @@ def test_shipped_weights_are_valid() -> None:
     res = CliRunner().invoke(cli, ["info"])
     assert res.exit_code == 0, res.output
     assert res.output.startswith(f"File:       {p}\n")
-    assert "Layers:     784 → 50 → 100 → 10\n" in res.output
+    assert "Layers:     784 → 800 → 300 → 10\n" in res.output
 
 
 def test_installed_package_without_weights_asks_for_weights(tmp_path: Path) -> None:
