@@ -235,10 +235,10 @@ def _extent(profile: NDArray[np.float32]) -> tuple[int, int]:
 def normalize(gray: NDArray[np.float32], invert: Invert = "auto", name: str = "image") -> Digit:
     """MNIST normalisation of a grayscale picture in [0, 1]; returns a (28, 28) uint8 digit."""
     g = gray
-    if invert != "yes" and g.shape == (SIZE, SIZE):
-        same = _mnist_form(g)
-        if same is not None:
-            return same
+    if invert != "yes" and g.shape == (SIZE, SIZE) and float(g.max()) == 1.0:
+        d = np.clip(g * 255 + 0.5, 0, 255).astype(np.uint8)
+        if _mnist_form(d):
+            return d
     big = min(g.shape) > SMALL
     if big:
         g = find_page(g)
@@ -300,29 +300,28 @@ def normalize(gray: NDArray[np.float32], invert: Invert = "auto", name: str = "i
     return _frame(ink[y0 : y1 + 1, x0 : x1 + 1])
 
 
-def _mnist_form(g: NDArray[np.float32]) -> Digit | None:
-    """A 28x28 digit already in MNIST's form, as normalize would return it; else None.
-
-    MNIST's form: a black border, full-strength ink, a 20-pixel box without gaps, the mass
-    on the centre. The steps of normalize would then change nothing, so they are skipped.
-    """
-    if g[0].any() or g[-1].any() or g[:, 0].any() or g[:, -1].any():
-        return None
-    d = np.clip(g * 255 + 0.5, 0, 255).astype(np.uint8)
-    if d.max() != 255 or float(g.max()) != 1.0:
-        return None
-    rows, cols = np.flatnonzero(d.any(axis=1)), np.flatnonzero(d.any(axis=0))
+def _mnist_form(d: Digit) -> bool:
+    """True if a 28x28 uint8 digit already is in MNIST's form, so normalize would return it
+    unchanged: a black border, full-strength ink, a 20-pixel box without gaps, the mass on
+    the centre (measured as _frame measures it)."""
+    m = d.astype(np.int32)
+    rs, cs = m.sum(axis=1), m.sum(axis=0)  # integer sums: exact, as _frame's are
+    if rs[0] or rs[-1] or cs[0] or cs[-1] or d.max() != 255:
+        return False
+    rows, cols = np.flatnonzero(rs), np.flatnonzero(cs)
     y0, y1, x0, x1 = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
     h, w = y1 - y0 + 1, x1 - x0 + 1
     if max(h, w) != BOX or rows.size != h or cols.size != w:
-        return None
-    m = d[y0 : y1 + 1, x0 : x1 + 1].astype(np.float32)  # as _frame measures the mass
-    total = float(m.sum())
-    cy = float((m.sum(axis=1) * np.arange(h)).sum()) / total
-    cx = float((m.sum(axis=0) * np.arange(w)).sum()) / total
+        return False
+    total = int(rs.sum())
+    cy = (int(rs @ _AT) - y0 * total) / total  # the centre of mass in the crop
+    cx = (int(cs @ _AT) - x0 * total) / total
     oy = min(max(int(np.floor(SIZE // 2 - cy + 0.5)), 0), SIZE - h)
     ox = min(max(int(np.floor(SIZE // 2 - cx + 0.5)), 0), SIZE - w)
-    return d if (oy, ox) == (y0, x0) else None
+    return (oy, ox) == (y0, x0)
+
+
+_AT = np.arange(SIZE)
 
 
 def noise_level(ring: NDArray[np.float32], bg: float) -> float:
@@ -521,6 +520,11 @@ def _frame(crop: NDArray[np.float32]) -> Digit:
 
 def preprocess(img: Image.Image, invert: Invert = "auto", name: str = "image") -> Digit:
     """Full MNIST normalisation of a decoded image."""
+    if img.mode == "L" and img.size == (SIZE, SIZE) and invert != "yes":
+        if "transparency" not in img.info:  # 8-bit grey, as MNIST's own files: maybe as is
+            d = np.array(img)
+            if _mnist_form(d):
+                return d
     return normalize(to_gray(_reduce(img), name), invert, name)
 
 
