@@ -535,6 +535,11 @@ def as_is(img: Image.Image, invert: Invert = "auto", name: str = "image") -> Dig
         raise ImageError(
             f"{name}: is {w}x{h}, --no-preprocess needs 28x28 (drop --no-preprocess to resize)"
         )
+    scale = np.float32(1 / 255)
+    if img.mode == "L" and "transparency" not in img.info and invert != "yes":
+        d = np.array(img)  # 8-bit grey: its bytes are the answer unless it must be inverted
+        if invert == "no" or not _med(_border(d).astype(np.float32) * scale) > 0.5:
+            return d
     g = to_gray(img, name)
     if invert == "yes" or (invert == "auto" and _med(_border(g)) > 0.5):
         g = 1 - g

@@ -620,3 +620,18 @@ def test_big_single_colour_image_has_no_digit(level: float) -> None:
     with pytest.raises(ImageError) as err:
         image.normalize(g, name="flat.png")
     assert str(err.value) == "flat.png: no digit found (blank or single-colour image)"
+
+
+@pytest.mark.parametrize("invert", ["auto", "yes", "no"])
+@pytest.mark.parametrize("border", [0, 127, 128, 255])
+def test_as_is_on_8_bit_grey_is_the_float_path(invert: image.Invert, border: int) -> None:
+    r = np.random.default_rng(border)
+    d = r.integers(0, 256, (28, 28)).astype(np.uint8)
+    d[:, :2] = border - 1 if border else 0  # a border whose median sits on either side of 0.5
+    d[:, -2:] = border
+    d[0], d[-1] = border, border - 1 if border else 0
+    img = Image.fromarray(d)
+    g = image.to_gray(img)
+    flip = invert == "yes" or (invert == "auto" and image._med(image._border(g)) > 0.5)
+    want = ((1 - g if flip else g) * 255 + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(image.as_is(img, invert), want)
