@@ -1,101 +1,15 @@
-"""The MNIST files, where their verified copies live, and fast loading from that cache."""
+"""Loading MNIST from the cache (fetching what is missing): arrays and textbook-style (x, t)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-from mnist_infer.errors import IdxFormatError, IntegrityError, UsageError
+from mnist_infer.catalog import FileSpec, file_names, resolve_cache_dir
+from mnist_infer.errors import IdxFormatError, IntegrityError
 from mnist_infer.idx import read_pair
-
-SPLITS = ("train", "test")
-_PREFIX = {"train": "train", "test": "t10k"}
-
-
-class FileSpec(NamedTuple):
-    """One MNIST file: cache name (decompressed), its split, pinned gzip and raw SHA-256/size."""
-
-    name: str
-    split: str
-    gz_sha256: str
-    gz_size: int
-    sha256: str
-    size: int
-
-    @property
-    def gz_name(self) -> str:
-        """The name mirrors serve it under."""
-        return self.name + ".gz"
-
-
-# gzip hashes as TFDS lists them; a file is accepted when its decompressed bytes match.
-FILES: tuple[FileSpec, ...] = (
-    FileSpec(
-        "train-images-idx3-ubyte",
-        "train",
-        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-        9_912_422,
-        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-        47_040_016,
-    ),
-    FileSpec(
-        "train-labels-idx1-ubyte",
-        "train",
-        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-        28_881,
-        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-        60_008,
-    ),
-    FileSpec(
-        "t10k-images-idx3-ubyte",
-        "test",
-        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-        1_648_877,
-        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-        7_840_016,
-    ),
-    FileSpec(
-        "t10k-labels-idx1-ubyte",
-        "test",
-        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-        4_542,
-        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-        10_008,
-    ),
-)
-
-
-def file_names(split: str) -> tuple[str, str]:
-    """Cache names (images, labels) of a split."""
-    p = _PREFIX[_check_split(split)]
-    return f"{p}-images-idx3-ubyte", f"{p}-labels-idx1-ubyte"
-
-
-def select(split: str, files: Sequence[FileSpec] | None = None) -> list[FileSpec]:
-    """The specs of `split` ("train", "test" or "all") from `files` (default FILES)."""
-    if split not in ("all", *SPLITS):
-        raise UsageError(f"unknown split {split!r}; expected one of: test, train, all")
-    return [f for f in (FILES if files is None else files) if split in ("all", f.split)]
-
-
-def data_hashes(split: str) -> dict[str, str]:
-    """Pinned SHA-256 of the split's decompressed files, by name."""
-    return {f.name: f.sha256 for f in select(_check_split(split))}
-
-
-def resolve_cache_dir(cache_dir: Path | None = None) -> Path:
-    """The cache folder: the argument, else $MNIST_INFER_CACHE, else the user cache folder."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    if env := os.environ.get("MNIST_INFER_CACHE"):
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("mnist-infer", appauthor=False))
 
 
 def load_arrays(
@@ -162,9 +76,3 @@ def load_mnist(
         t = np.zeros((labels.size, 10), dtype=np.float32)
         t[np.arange(labels.size), labels] = 1.0
     return x, t
-
-
-def _check_split(split: str) -> str:
-    if split not in _PREFIX:
-        raise UsageError(f"unknown split {split!r}; expected one of: test, train")
-    return split

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlparse
 
-from mnist_infer.dataset import FileSpec, resolve_cache_dir, select
+from mnist_infer.catalog import FileSpec, resolve_cache_dir, select
 from mnist_infer.errors import IntegrityError, MnistInferError, NetworkError, UsageError
 from mnist_infer.idx import GZIP_MAGIC
 

@@ -262,7 +262,8 @@ def train(
     The validation images are held out from the training split (the test split is used only
     to report accuracy after training). Ctrl-C saves a checkpoint and raises Interrupted.
     """
-    from mnist_infer.dataset import data_hashes, load_arrays
+    from mnist_infer.catalog import data_hashes
+    from mnist_infer.dataset import load_arrays
     from mnist_infer.files import writable_folder
     from mnist_infer.weights import PICKLE_SUFFIXES, file_sha256, save_weights
 

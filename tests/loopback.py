@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_infer.dataset import FileSpec
+from mnist_infer.catalog import FileSpec
 from mnist_infer.idx import write_idx
 
 

@@ -11,16 +11,10 @@ import pytest
 from click.testing import CliRunner
 from loopback import MiniMnist
 
-from mnist_infer import dataset
+from mnist_infer import catalog
+from mnist_infer.catalog import FILES, data_hashes, file_names, resolve_cache_dir
 from mnist_infer.cli import cli
-from mnist_infer.dataset import (
-    FILES,
-    data_hashes,
-    file_names,
-    load_arrays,
-    load_mnist,
-    resolve_cache_dir,
-)
+from mnist_infer.dataset import load_arrays, load_mnist
 from mnist_infer.download import DEFAULT_MIRRORS
 from mnist_infer.errors import IntegrityError, NetworkError, UsageError
 from mnist_infer.idx import write_idx
@@ -110,7 +104,7 @@ def test_damaged_cache_entry(
 def test_cli_damaged_cache_entry_names_the_command_that_repairs_it(
     mini_mnist: MiniMnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dataset, "FILES", mini_mnist.files)
+    monkeypatch.setattr(catalog, "FILES", mini_mnist.files)
     monkeypatch.chdir(tmp_path)
     Path("c2").mkdir()
     for name, raw in mini_mnist.raw.items():

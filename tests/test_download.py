@@ -26,9 +26,10 @@ from loopback import (
     trickled,
 )
 
-from mnist_infer import dataset
+from mnist_infer import catalog
+from mnist_infer.catalog import FILES
 from mnist_infer.cli import cli
-from mnist_infer.dataset import FILES, load_arrays
+from mnist_infer.dataset import load_arrays
 from mnist_infer.download import DEFAULT_MIRRORS, _Failed, _read, default_mirrors, fetch
 from mnist_infer.errors import IntegrityError, NetworkError, UsageError
 
@@ -478,7 +479,7 @@ def test_load_arrays_downloads_missing_split(
 @pytest.fixture
 def mini_files(mini_mnist: MiniMnist, monkeypatch: pytest.MonkeyPatch) -> MiniMnist:
     """Pin the generated files' hashes in place of the real ones for CLI runs."""
-    monkeypatch.setattr(dataset, "FILES", mini_mnist.files)
+    monkeypatch.setattr(catalog, "FILES", mini_mnist.files)
     return mini_mnist
 
 
