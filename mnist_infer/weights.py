@@ -227,9 +227,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can b
         def _frombuffer(buf: object, dtype: object, shape: object, order: object) -> np.ndarray:
             # A copy: no view of the pickle's own buffers outlives loading.
             if not isinstance(buf, bytes | bytearray):
-                raise _Refused(
-                    f"numpy's _frombuffer is only allowed on bytes, found {type(buf).__name__}"
-                )
+                raise _Refused(f"numpy's _frombuffer is only allowed on bytes, found {_kind(buf)}")
             dt, dims = _dtype(dtype), _shape_of(shape)
             if order not in ("C", "F"):
                 raise _Refused(f"an array's order must be 'C' or 'F', found {reprlib.repr(order)}")
@@ -293,7 +291,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can b
             self.charge(len(data))
             data = data.encode("latin1")
         if not isinstance(data, bytes):
-            raise _Refused(f"an array's data must be bytes, found {type(data).__name__}")
+            raise _Refused(f"an array's data must be bytes, found {_kind(data)}")
         n = _nbytes(dims, dt)
         if len(data) != n:
             raise ValueError("the data does not fill the array")
@@ -316,7 +314,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can b
         else:
             raise _Refused(
                 "BUILD is only allowed on the arrays and dtypes numpy's pickles make, found"
-                f" {type(obj).__name__}"
+                f" {_kind(obj)}"
             )
 
     def load_append(self) -> None:
@@ -345,8 +343,19 @@ class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can b
 
 def _only(obj: Any, kind: type, op: str) -> Any:
     if type(obj) is not kind:
-        raise _Refused(f"{op} is only allowed on a {kind.__name__}, found {type(obj).__name__}")
+        raise _Refused(f"{op} is only allowed on a {kind.__name__}, found {_kind(obj)}")
     return obj
+
+
+def _kind(obj: object) -> str:
+    """The type's name, as the pickle named it."""
+    return (
+        "ndarray"
+        if isinstance(obj, _Array)
+        else "dtype"
+        if isinstance(obj, _Dtype)
+        else type(obj).__name__
+    )
 
 
 def _counted(op: Callable[[Any], None]) -> Callable[[Any], None]:

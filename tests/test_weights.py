@@ -429,7 +429,7 @@ NUMPY_TRICKS: dict[str, tuple[bytes, str]] = {
             {"W1": _Call(FROMBUFFER, _Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=F4x4), *F4)},
             2,
         ),
-        "numpy's _frombuffer is only allowed on bytes, found _Array",
+        "numpy's _frombuffer is only allowed on bytes, found ndarray",
     ),
     "array state set twice": (_built_twice(), "setting an array's state twice is not allowed"),
     # Nested "hex" encodings double the size at each level: 31 of them make gigabytes.

@@ -1,0 +1,271 @@
+"""Hostile inputs, made here by the tests: each ends in bounded time and memory, one clean line.
+
+Every case runs the real command in a child process limited to 1 GiB of address space and
+20 s, and checks the exit code, the exact error line, and that nothing else was printed.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import pickle
+import resource
+import socket
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+LIMIT = 2**30  # bytes of address space
+SECONDS = 20
+SIZES = (784, 50, 100, 10)
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
+
+
+def run_bounded(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m mnist_infer ARGS` under the memory limit; times out after SECONDS."""
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_infer", *args],
+        capture_output=True,
+        text=True,
+        timeout=SECONDS,
+        preexec_fn=_limit_memory,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def assert_refused(res: subprocess.CompletedProcess[str], code: int, message: str) -> None:
+    """Exit `code`, nothing on stdout, `Error: message` as the only line of stderr."""
+    assert "Traceback" not in res.stderr
+    assert res.stderr == f"Error: {message}\n"
+    assert res.returncode == code
+    assert res.stdout == ""
+
+
+# --- weights -------------------------------------------------------------------------
+
+
+class _Call:
+    """Pickles as fn(*args), then BUILD with state if given."""
+
+    def __init__(self, fn: object, *args: object, state: object = None) -> None:
+        self.fn, self.args, self.state = fn, args, state
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (self.fn, self.args) if self.state is None else (self.fn, self.args, self.state)
+
+
+RECONSTRUCT = np.zeros(1).__reduce__()[0]
+SCALAR = np.float64(1).__reduce__()[0]
+FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]
+F4x4 = (1, (4,), np.dtype("f4"), False, bytes(16))
+
+
+def _params() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        f"{c}{i}": rng.normal(size=(SIZES[i - 1], SIZES[i]) if c == "W" else SIZES[i]).astype(
+            np.float32
+        )
+        for i in range(1, len(SIZES))
+        for c in "Wb"
+    }
+
+
+def _dtype_state(
+    kind: str,
+    state: tuple[object, ...],
+) -> _Call:
+    """A numpy.dtype whose pickled state is `state` (numpy's own __setstate__ takes any)."""
+    return _Call(np.dtype, kind, False, True, state=state)
+
+
+FORGED_F8 = _dtype_state("f8", (3, "<", None, None, None, 8, 1, 0x3F))
+FORGED_STATE = "(3, '<', None, None, None, 8, ...)"
+
+
+def _with_w1(w1: object) -> bytes:
+    return pickle.dumps({**_params(), "W1": w1}, 2)
+
+
+def _memo_encode(copies: int, size: int) -> bytes:
+    """One `size`-character string, memoised, passed `copies` times to _codecs.encode."""
+    text = "a" * size
+    return pickle.dumps([_Call(codecs.encode, text, "latin1") for _ in range(copies)], 2)
+
+
+def _memo_arrays(copies: int, size: int) -> bytes:
+    """One `size`-byte data string, memoised, given to `copies` arrays."""
+    state = (1, (size,), np.dtype("u1"), False, bytes(size))
+    arrays = [_Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=state) for _ in range(copies)]
+    return pickle.dumps(arrays, 4)
+
+
+def _keys(n: int) -> bytes:
+    return pickle.dumps({f"k{i}": 0 for i in range(n)})
+
+
+REFUSED = "refusing to load {p}: "
+NOT_NUMERIC = (
+    "dtype {d!r} is not allowed (a weights pickle may only hold arrays of bool, integer, float"
+    " or complex numbers)"
+)
+BUDGET = (
+    "it asks for more memory than its size accounts for (numpy's pickles hold each array's"
+    " bytes once; at most twice the file's size plus 1 MiB is allowed)"
+)
+BUILD_ON = "BUILD is only allowed on the arrays and dtypes numpy's pickles make, found {t}"
+PLAIN_STATE = (
+    "the state of dtype 'f8' is not that of a plain numeric dtype (expected (3, byte order,"
+    " None, None, None, -1, -1, 0), found {s})"
+)
+
+# Pickles that name only allowed globals, yet try to reach numpy internals or to allocate.
+HOSTILE_PICKLES: dict[str, tuple[Callable[[], bytes], str]] = {
+    "forged dtype flags in an array's state": (
+        lambda: _with_w1(
+            _Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=(1, (4,), FORGED_F8, False, bytes(32)))
+        ),
+        REFUSED + PLAIN_STATE.format(s=FORGED_STATE),
+    ),
+    "forged dtype in BUILD on a _frombuffer array": (
+        lambda: _with_w1(
+            _Call(
+                FROMBUFFER,
+                bytes(16),
+                np.dtype("f4"),
+                (4,),
+                "C",
+                state=(1, (4,), FORGED_F8, False, bytes(32)),
+            )
+        ),
+        REFUSED + PLAIN_STATE.format(s=FORGED_STATE),
+    ),
+    "plain state in BUILD on a _frombuffer array": (
+        lambda: _with_w1(_Call(FROMBUFFER, bytes(16), np.dtype("f4"), (4,), "C", state=F4x4)),
+        REFUSED + BUILD_ON.format(t="ndarray"),
+    ),
+    "BUILD on a _frombuffer array of a bytearray": (
+        lambda: pickle.dumps(
+            {"W1": _Call(FROMBUFFER, bytearray(16), np.dtype("f4"), (4,), "C", state=F4x4)}, 5
+        ),
+        REFUSED + BUILD_ON.format(t="ndarray"),
+    ),
+    "APPENDS to a bytearray that an array was made from": (
+        lambda: (
+            b"\x80\x04(\x8c\x02W1\x96\x10\x00\x00\x00\x00\x00\x00\x00"
+            + bytes(16)
+            + b"\x94(K\x01K\x02e\x8c\x02b1h\x00d."
+        ),
+        REFUSED + "APPENDS is only allowed on a list, found bytearray",
+    ),
+    "SETITEM on an array": (
+        lambda: (
+            b"\x80\x02}X\x02\x00\x00\x00W1"
+            + pickle.dumps(_Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=F4x4), 2)[2:-1]
+            + b"K\x00K\x01ss."  # array[0] = 1, then {"W1": array}
+        ),
+        REFUSED + "SETITEM is only allowed on a dict, found ndarray",
+    ),
+    "dtype with forged names and flags": (
+        lambda: _with_w1(
+            _Call(
+                SCALAR,
+                _dtype_state("f8", (3, "|", None, ("a",), None, 8, 1, 0x3F)),
+                bytes(8),
+            )
+        ),
+        REFUSED + PLAIN_STATE.format(s="(3, '|', None, ('a',), None, 8, ...)"),
+    ),
+    "object dtype": (
+        lambda: _with_w1(
+            _Call(
+                RECONSTRUCT, np.ndarray, (0,), b"b", state=(1, (10**5,), np.dtype("O"), False, [])
+            )
+        ),
+        REFUSED + NOT_NUMERIC.format(d="O8"),
+    ),
+    "V1048576 scalar": (
+        lambda: _with_w1(_Call(SCALAR, np.dtype("V1048576"), b"")),
+        REFUSED + NOT_NUMERIC.format(d="V1048576"),
+    ),
+    "memoised 1 MiB string encoded 3,000 times": (
+        lambda: _memo_encode(3000, 2**20),
+        REFUSED + BUDGET,
+    ),
+    "memoised 1 MiB of data for 3,000 arrays": (
+        lambda: _memo_arrays(3000, 2**20),
+        REFUSED + BUDGET,
+    ),
+    "1,000,000 keys": (
+        lambda: _keys(10**6),
+        REFUSED + "it takes over 100,000 pickle operations (a dict of numpy arrays takes a few"
+        " dozen per array)",
+    ),
+    "5,000 keys, none of them weights": (
+        lambda: _keys(5000),
+        "{p}: missing key 'W1' (expected arrays W1..Wn and b1..bn, found keys: 'k0', 'k1', 'k10',"
+        " 'k100', 'k1000', 'k1001', 'k1002', 'k1003', 'k1004', 'k1005', …and 4,990 more)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_PICKLES))
+def test_hostile_pickle(tmp_path: Path, case: str) -> None:
+    make, message = HOSTILE_PICKLES[case]
+    p = tmp_path / "w.pkl"
+    p.write_bytes(make())
+    assert_refused(run_bounded("info", str(p)), 5, message.format(p=p))
+
+
+def _npz_entries(p: Path) -> None:
+    with zipfile.ZipFile(p, "w") as z:
+        for i in range(10_001):
+            z.writestr(f"x{i}.npy", b"")
+
+
+def _symlink(target: str) -> Callable[[Path], object]:
+    return lambda p: p.symlink_to(target)
+
+
+def _socket(p: Path) -> None:
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(p))
+    s.close()
+
+
+CHARACTER_DEVICE = "cannot read weights {p}: is a character device, expected a regular file"
+HOSTILE_FILES: dict[str, tuple[Callable[[Path], object], str]] = {
+    "symlink to /dev/zero": (_symlink("/dev/zero"), CHARACTER_DEVICE),
+    "symlink to /dev/urandom": (_symlink("/dev/urandom"), CHARACTER_DEVICE),
+    "FIFO": (os.mkfifo, "cannot read weights {p}: is a FIFO (named pipe), expected a regular file"),
+    "socket": (_socket, "cannot read weights {p}: is a socket, expected a regular file"),
+    "sparse 3 GiB file": (
+        lambda p: os.truncate(p.touch() or p, 3 * 2**30),
+        "cannot load weights {p}: the file is 3,221,225,472 bytes, expected at most"
+        " 268,435,456 (256 MiB)",
+    ),
+    "npz with 10,001 entries": (
+        _npz_entries,
+        "cannot load weights {p}: the .npz holds 10,001 entries, expected at most 10,000 (one per"
+        " array)",
+    ),
+}
+
+
+@pytest.mark.parametrize("command", ["info", "evaluate"])
+@pytest.mark.parametrize("case", list(HOSTILE_FILES))
+def test_hostile_weights_file(tmp_path: Path, case: str, command: str) -> None:
+    make, message = HOSTILE_FILES[case]
+    p = tmp_path / "w.pkl"
+    make(p)
+    args = ["info", str(p)] if command == "info" else ["evaluate", "--weights", str(p)]
+    assert_refused(run_bounded(*args), 5, message.format(p=p))
