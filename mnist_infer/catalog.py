@@ -1,4 +1,4 @@
-"""The MNIST files (names, splits, pinned sizes and SHA-256) and where their cache lives.
+"""The MNIST files (names, splits, pinned sizes and SHA-256), their cache and what in it verified.
 
 The bottom of the data modules: download.py fetches into the cache, dataset.py loads from it.
 """
@@ -6,7 +6,9 @@ The bottom of the data modules: download.py fetches into the cache, dataset.py l
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import NamedTuple
 
@@ -102,3 +104,73 @@ def _check_split(split: str) -> str:
     if split not in _PREFIX:
         raise UsageError(f"unknown split {split!r}; expected one of: test, train")
     return split
+
+
+# --- what in the cache was verified ----------------------------------------------
+
+STAMPS = ".verified"  # in the cache folder: one line per file, "name size mtime ctime inode sha256"
+# A stamp is kept only for a file unchanged (ctime) for this long before it was hashed: a
+# write within the file system's time granularity (up to 2 s) would leave its times as they were.
+_SETTLED_NS = 2 * 10**9
+
+
+def _stamp(st: os.stat_result, sha256: str) -> str:
+    return f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_ino} {sha256}"
+
+
+def _stamps(cache: Path) -> dict[str, str]:
+    try:
+        text = (cache / STAMPS).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+
+
+def verified(path: Path, spec: FileSpec, *, trust_stamp: bool = True) -> bool:
+    """True if the cached `path` holds the pinned bytes of `spec`.
+
+    With `trust_stamp`, a file whose size, times and inode are those recorded when it was
+    last hashed is not hashed again. A file that hashes right is recorded, when the cache
+    folder can be written to and the file did not change while or shortly before it was read.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if st.st_size != spec.size or not stat.S_ISREG(st.st_mode):
+        return False
+    if trust_stamp and _stamps(path.parent).get(path.name) == _stamp(st, spec.sha256):
+        return True
+    import hashlib
+    import time
+
+    start = time.time_ns()
+    try:
+        # Not blocking: should a FIFO have taken the file's place since, do not wait on it.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            before = os.fstat(f.fileno())
+            if not stat.S_ISREG(before.st_mode):
+                return False
+            if hashlib.file_digest(f, "sha256").hexdigest() != spec.sha256:
+                return False
+            after = os.fstat(f.fileno())
+    except OSError:
+        return False
+    stamp = _stamp(after, spec.sha256)
+    if stamp == _stamp(before, spec.sha256) and start - after.st_ctime_ns > _SETTLED_NS:
+        record(path, stamp)
+    return True
+
+
+def record(path: Path, stamp: str) -> None:
+    """Keep the stamp of `path` in the cache's list; a cache that cannot be written is fine."""
+    from mnist_infer.errors import MnistInferError
+    from mnist_infer.files import atomic_write
+
+    stamps = _stamps(path.parent)
+    if stamps.get(path.name) == stamp:
+        return
+    stamps[path.name] = stamp
+    text = "".join(f"{name} {line}\n" for name, line in sorted(stamps.items()))
+    with suppress(MnistInferError):  # read-only: the file is hashed again next time
+        atomic_write(path.parent / STAMPS, lambda f: f.write(text.encode()))

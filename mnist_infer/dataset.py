@@ -1,14 +1,15 @@
-"""Loading MNIST from the cache (fetching what is missing): arrays and textbook-style (x, t)."""
+"""Loading verified MNIST from the cache (fetching what is missing or damaged) as arrays."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from mnist_infer.catalog import FileSpec, file_names, resolve_cache_dir
-from mnist_infer.errors import IdxFormatError, IntegrityError
+from mnist_infer.catalog import FileSpec, file_names, resolve_cache_dir, select, verified
+from mnist_infer.errors import IdxFormatError, IntegrityError, MnistInferError
 from mnist_infer.idx import read_pair
 
 
@@ -22,15 +23,31 @@ def load_arrays(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images uint8 (n, 784) and labels uint8 (n,) of a split; downloads the split if missing.
 
-    A file in the cache was verified before it was renamed into place, so loading is a
-    header check and one read per file (no hashing, no decompression).
+    Nothing is computed from a cached file whose bytes are not the pinned ones: each is
+    hashed again unless its size, times and inode are those recorded when it last verified.
+    A damaged file is fetched again; if no mirror can replace it, IntegrityError.
     """
     cache = resolve_cache_dir(cache_dir)
     images, labels = (cache / n for n in file_names(split))
-    if not (images.is_file() and labels.is_file()):
+    unverified = [cache / s.name for s in select(split, files) if not verified(cache / s.name, s)]
+    if unverified:
         from mnist_infer.download import fetch
 
-        fetch(split, cache, mirrors, quiet=quiet, files=files)
+        damaged = [p for p in unverified if p.exists()]
+        if damaged and not quiet:
+            print(f"{damaged[0]} is damaged; fetching it again", file=sys.stderr)
+        try:
+            fetch(split, cache, mirrors, quiet=quiet, files=files)
+        except IntegrityError:
+            raise
+        except MnistInferError:
+            if not damaged:
+                raise
+            raise IntegrityError(
+                f"cached MNIST file {damaged[0]} is damaged (its bytes are not the pinned"
+                " SHA-256) and no mirror could replace it; run"
+                f" `{_repair_command(split, cache, mirrors)}`"
+            ) from None
     try:
         return read_pair(images, labels)
     except IdxFormatError as e:

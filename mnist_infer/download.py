@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
-from mnist_infer.catalog import FileSpec, resolve_cache_dir, select
+from mnist_infer.catalog import FileSpec, resolve_cache_dir, select, verified
 from mnist_infer.errors import (
     InputFileError,
     IntegrityError,
@@ -147,7 +147,7 @@ def fetch(
     )
     with _locked(cache, quiet), fetcher as f:
         _remove_partials(cache)
-        good = {s.name for s in specs if _matches(cache / s.name, s)}
+        good = {s.name for s in specs if verified(cache / s.name, s, trust_stamp=False)}
         for spec in specs:  # bad entries go first: a failed fetch leaves none behind
             if spec.name not in good:
                 _remove_entry(cache / spec.name)
@@ -174,7 +174,7 @@ def _present(cache: Path, specs: list[FileSpec]) -> list[Result] | None:
     results = []
     for spec in specs:
         target = cache / spec.name
-        if not _matches(target, spec):
+        if not verified(target, spec, trust_stamp=False):
             return None
         results.append(Result(spec.name, target, str(target), spec.size, cached=True))
     return results
@@ -504,17 +504,6 @@ def _read(stream: BinaryIO | gzip.GzipFile) -> bytes:
         raise _Failed(f"undecodable gzip data ({e})", delivered=True) from None
     except OSError as e:  # the disk, not the data
         raise _Failed(f"read error: {e.strerror or e}", unreadable=True) from None
-
-
-def _matches(path: Path, spec: FileSpec) -> bool:
-    """True if the cached `path` has the pinned size and SHA-256."""
-    try:
-        if path.stat().st_size != spec.size:
-            return False
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest() == spec.sha256
-    except OSError:
-        return False
 
 
 def _all_failed(
