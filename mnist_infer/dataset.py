@@ -34,10 +34,10 @@ def load_arrays(
         from mnist_infer.download import fetch
 
         damaged = [p for p in unverified if p.exists()]
-        if damaged and not quiet:
-            print(f"{damaged[0]} is damaged; fetching it again", file=sys.stderr)
         try:
             fetch(split, cache, mirrors, quiet=quiet, files=files)
+            if damaged and not quiet:
+                print(f"Fetched {_and(damaged)} again: damaged in the cache", file=sys.stderr)
         except IntegrityError:
             raise
         except MnistInferError:
@@ -54,6 +54,11 @@ def load_arrays(
         raise IntegrityError(
             f"cached MNIST file is damaged: {e}; run `{_repair_command(split, cache, mirrors)}`"
         ) from None
+
+
+def _and(paths: list[Path]) -> str:
+    names = [str(p) for p in paths]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _repair_command(split: str, cache: Path, mirrors: Sequence[str] | None) -> str:

@@ -37,6 +37,7 @@ DEFAULT_MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 MIRRORS_ENV = "MNIST_INFER_MIRRORS"
+HEAD_TIMEOUT = 30.0  # seconds for connecting, the status line and the headers together
 PART_SUFFIX = ".part"
 _CHUNK = 1 << 16
 
@@ -93,7 +94,7 @@ def fetch(
     retries: int = 3,
     backoff: float = 0.5,
     min_speed: tuple[float, float] = (1000.0, 30.0),
-    head_timeout: float = 30.0,
+    head_timeout: float | None = None,
     report: Callable[[Result], None] | None = None,
 ) -> list[Result]:
     """Make the split's files present and verified in the cache; return one Result per file.
@@ -105,9 +106,9 @@ def fetch(
     retried `retries` times with exponential `backoff`. A mirror that sends fewer than
     `min_speed[0]` bytes/s for `min_speed[1]` seconds is given up for the next (as curl's
     --speed-limit and --speed-time do), and so is one whose response head (connecting, the
-    status line and the headers) takes over `head_timeout` seconds. A file is accepted when its
-    decompressed bytes match the pinned size and SHA-256, whether the mirror serves it
-    gzipped or not.
+    status line and the headers) takes over `head_timeout` seconds (default HEAD_TIMEOUT).
+    A file is accepted when its decompressed bytes match the pinned size and SHA-256,
+    whether the mirror serves it gzipped or not.
 
     Failure rule: if every mirror delivered a complete file and each failed verification
     (wrong size, checksum mismatch, undecodable gzip), raise IntegrityError (exit 4);
@@ -143,7 +144,7 @@ def fetch(
         retries=retries,
         backoff=backoff,
         min_speed=min_speed,
-        head_timeout=head_timeout,
+        head_timeout=HEAD_TIMEOUT if head_timeout is None else head_timeout,
     )
     with _locked(cache, quiet), fetcher as f:
         _remove_partials(cache)

@@ -10,6 +10,7 @@ import codecs
 import os
 import pickle
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import pinned_command
+from loopback import Loopback, MiniMnist, trickled_head
 
 LIMIT = 2**30  # bytes of address space
 SECONDS = 20
@@ -29,10 +32,12 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
 
 
-def run_bounded(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`python -m mnist_infer ARGS` under the memory limit; times out after SECONDS."""
+def run_bounded(
+    *args: str, env: dict[str, str] | None = None, command: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m mnist_infer ARGS` (or `command` ARGS) under the memory limit, for SECONDS."""
     return subprocess.run(
-        [sys.executable, "-m", "mnist_infer", *args],
+        [*(command or [sys.executable, "-m", "mnist_infer"]), *args],
         capture_output=True,
         text=True,
         timeout=SECONDS,
@@ -269,3 +274,156 @@ def test_hostile_weights_file(tmp_path: Path, case: str, command: str) -> None:
     make(p)
     args = ["info", str(p)] if command == "info" else ["evaluate", "--weights", str(p)]
     assert_refused(run_bounded(*args), 5, message.format(p=p))
+
+
+# --- downloads -----------------------------------------------------------------------
+
+
+def _with_head_timeout(seconds: float, command: list[str]) -> list[str]:
+    """`command` (a `python -c CODE` line) with download.HEAD_TIMEOUT set first."""
+    python, flag, code = command
+    return [
+        python,
+        flag,
+        f"from mnist_infer import download; download.HEAD_TIMEOUT = {seconds};" + code,
+    ]
+
+
+def test_a_server_that_trickles_its_headers_is_given_up(
+    loopback: Loopback, mini_mnist: MiniMnist, tmp_path: Path
+) -> None:
+    cache = tmp_path / "c"
+    cache.mkdir()
+    base = mini_mnist.serve(loopback, "m")
+    name = "t10k-images-idx3-ubyte.gz"
+    loopback.route(f"m/{name}", trickled_head(mini_mnist.gz(name[:-3]), gap=0.5))  # 60 s in all
+    # A byte every 0.5 s is well inside the 30 s read timeout: only the head's deadline ends it.
+    command = _with_head_timeout(2, pinned_command(mini_mnist.folder.parent / "none"))
+    args = ("download", "--split", "test", "--mirror", base, "--cache-dir", str(cache))
+    res = run_bounded(*args, command=command)
+    assert_refused(
+        res,
+        3,
+        f"could not download {name} from any mirror ({base} -> no complete response head"
+        " (status line and headers) within 2 s); download the files by hand"
+        f" ({name}, t10k-labels-idx1-ubyte.gz) into a folder and run"
+        f" `mnist-infer download --mirror DIR --cache-dir {cache}`",
+    )
+    assert loopback.hits[f"/m/{name}"] == 1
+
+
+def test_a_server_that_trickles_its_headers_gives_way_to_the_next_mirror(
+    loopback: Loopback, real_mnist_dir: Path, tmp_path: Path
+) -> None:
+    base = loopback.mirror("m")
+    name = "t10k-images-idx3-ubyte.gz"
+    loopback.route(f"m/{name}", trickled_head(b"", gap=0.5))
+    command = _with_head_timeout(2, pinned_command(tmp_path / "none"))
+    args = ("download", "--split", "test", "--mirror", base, "--mirror", str(real_mnist_dir))
+    res = run_bounded(*args, "--cache-dir", str(tmp_path / "cache"), command=command)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0] == (
+        f"t10k-images-idx3-ubyte  7,840,016 bytes  verified  ({real_mnist_dir / name})"
+    )
+    assert "Traceback" not in res.stderr
+
+
+# --- the cache -----------------------------------------------------------------------
+
+
+def _flip_bytes(p: Path) -> None:
+    """Invert 2,000 images' bytes in place (same size, inode and times)."""
+    st = p.stat()
+    data = bytearray(p.read_bytes())
+    data[16 : 16 + 2000 * 784] = bytes(255 - b for b in data[16 : 16 + 2000 * 784])
+    with open(p, "r+b") as f:
+        f.write(data)
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _change_a_label(p: Path) -> None:
+    st = p.stat()
+    data = bytearray(p.read_bytes())
+    data[8] = (data[8] + 1) % 10
+    with open(p, "r+b") as f:
+        f.write(data)
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+DAMAGE = {
+    "2,000 images inverted": ("t10k-images-idx3-ubyte", _flip_bytes),
+    "one label changed": ("t10k-labels-idx1-ubyte", _change_a_label),
+}
+
+
+@pytest.fixture(scope="module")
+def real_cache(real_mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real test split, downloaded from the local copy."""
+    from mnist_infer.download import fetch
+
+    cache = tmp_path_factory.mktemp("real") / "cache"
+    fetch("test", cache, [str(real_mnist_dir)], quiet=True)
+    return cache
+
+
+@pytest.fixture
+def recorded(real_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the real cache, its files verified and recorded as an earlier run leaves them."""
+    from mnist_infer import catalog
+    from mnist_infer.dataset import load_arrays
+
+    cache = tmp_path / "c"
+    shutil.copytree(real_cache, cache)
+    monkeypatch.setattr(catalog, "_SETTLED_NS", -1)  # no waiting for the copies to settle
+    load_arrays("test", cache, mirrors=["/nowhere"])
+    stamps = (cache / ".verified").read_text().splitlines()
+    assert [line.split()[4] for line in stamps] == [
+        str((cache / line.split()[0]).stat().st_ino) for line in stamps
+    ]
+    return cache
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_a_damaged_cache_is_fetched_again(recorded: Path, real_mnist_dir: Path, case: str) -> None:
+    name, damage = DAMAGE[case]
+    damage(recorded / name)
+    args = ("evaluate", "-q", "--cache-dir", str(recorded), "--mirror", str(real_mnist_dir))
+    res = run_bounded(*args)
+    assert res.stdout == "Accuracy: 0.9858 (9858/10000)\n"
+    assert res.returncode == 0
+    assert res.stderr == ""
+
+
+def _damaged(path: Path, split: str, options: str) -> str:
+    return (
+        f"cached MNIST file {path} is damaged (its bytes are not the pinned SHA-256)"
+        f" and no mirror could replace it; run `mnist-infer download --split {split}{options}`"
+    )
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+@pytest.mark.parametrize("command", ["evaluate", "show"])
+def test_a_damaged_cache_without_a_mirror_is_exit_4(
+    recorded: Path, tmp_path: Path, case: str, command: str
+) -> None:
+    name, damage = DAMAGE[case]
+    damage(recorded / name)
+    none = tmp_path / "none"
+    args = ["evaluate", "-q"] if command == "evaluate" else ["show", "--out", str(tmp_path / "o")]
+    res = run_bounded(*args, "--cache-dir", str(recorded), "--mirror", str(none))
+    options = f" --cache-dir {recorded} --mirror {none}"
+    assert_refused(res, 4, _damaged(recorded / name, "test", options))
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_damaged_train_split_stops_train(
+    filled: MiniMnist, cache_dir: Path, tmp_path: Path
+) -> None:
+    command = pinned_command(cache_dir)  # the generated files are the pinned ones
+    name = "train-labels-idx1-ubyte"
+    _change_a_label(cache_dir / name)
+    none = tmp_path / "none"
+    args = ("train", "--epochs", "1", "--out", str(tmp_path / "w.pkl"), "--mirror", str(none))
+    res = run_bounded(*args, "--cache-dir", str(cache_dir), command=command)
+    assert_refused(res, 4, _damaged(cache_dir / name, "train", f" --mirror {none}"))
+    assert not (tmp_path / "w.pkl").exists()
