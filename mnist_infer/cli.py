@@ -128,8 +128,8 @@ def download(
     "--weights",
     "weights_path",
     type=click.Path(path_type=Path),
-    help="Weights file: the textbook's pickled dict (.pkl) or .npz  [default: the shipped"
-    " weights/mnist-mlp-784-50-100-10.pkl].",
+    help="Weights file: the textbook's pickled dict (.pkl) or .npz, a regular file of at most"
+    " 256 MiB  [default: the shipped weights/mnist-mlp-784-50-100-10.pkl].",
 )
 @click.option(
     "--batch-size",
@@ -224,7 +224,10 @@ def evaluate(
     "weights_path", metavar="[WEIGHTS]", required=False, type=click.Path(path_type=Path)
 )
 def info(weights_path: Path | None) -> None:
-    """Describe a weights file (default: the shipped weights): layers, size, SHA-256, metadata."""
+    """Describe a weights file (default: the shipped weights): layers, size, SHA-256, metadata.
+
+    WEIGHTS is a .pkl or .npz, a regular file of at most 256 MiB.
+    """
     import json
 
     from mnist_infer.weights import default_weights_path, describe
@@ -257,7 +260,7 @@ def info(weights_path: Path | None) -> None:
     "--weights",
     "weights_path",
     type=click.Path(path_type=Path),
-    help="Weights file (.pkl or .npz)  [default: the shipped weights].",
+    help="Weights file (.pkl or .npz, at most 256 MiB)  [default: the shipped weights].",
 )
 @click.option("--recursive", "-r", is_flag=True, help="Also take images in subfolders.")
 @click.option(

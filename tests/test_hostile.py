@@ -266,6 +266,18 @@ HOSTILE_FILES: dict[str, tuple[Callable[[Path], object], str]] = {
 }
 
 
+@pytest.mark.parametrize("command", ["info", "evaluate", "predict"])
+def test_help_states_the_size_limit(command: str) -> None:
+    from click.testing import CliRunner
+
+    from mnist_infer.cli import cli
+    from mnist_infer.weights import MAX_WEIGHTS_BYTES
+
+    assert MAX_WEIGHTS_BYTES == 256 * 2**20
+    text = " ".join(CliRunner().invoke(cli, [command, "--help"]).output.split())
+    assert "at most 256 MiB" in text
+
+
 @pytest.mark.parametrize("command", ["info", "evaluate"])
 @pytest.mark.parametrize("case", list(HOSTILE_FILES))
 def test_hostile_weights_file(tmp_path: Path, case: str, command: str) -> None:
