@@ -120,7 +120,10 @@ class _DtypeName:
         except TypeError:  # e.g. f12 where long double takes 16 bytes
             raise _not_numeric(desc) from None
         if align not in (False, 0) or copy not in (True, False, 0, 1):
-            raise _Refused(f"numpy.dtype is only allowed with align=False, found {align!r}")
+            raise _Refused(
+                "numpy.dtype is only allowed with align=False and copy a bool, found"
+                f" {reprlib.repr(align)} and {reprlib.repr(copy)}"
+            )
         return _Dtype(desc)
 
 
@@ -189,7 +192,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can b
         obj = self.allowed.get((module, name))
         if obj is None:
             raise _Refused(
-                f"global {reprlib.repr(module)[1:-1]}.{reprlib.repr(name)[1:-1]} is not allowed"
+                f"global {_short(module)}.{_short(name)} is not allowed"
                 " (a weights pickle may only rebuild numpy arrays; this one could run code)"
             )
         return obj
@@ -339,6 +342,12 @@ class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can b
     def load_additems(self) -> None:
         items = self.pop_mark()
         _only(self.stack[-1], set, "ADDITEMS").update(items)
+
+
+def _short(text: str, most: int = 100) -> str:
+    """`text`, cut at `most` characters, control characters escaped: one short line."""
+    text = text if len(text) <= most else text[:most] + "…"
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _only(obj: Any, kind: type, op: str) -> Any:

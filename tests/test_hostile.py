@@ -7,6 +7,7 @@ Every case runs the real command in a child process limited to 1 GiB of address 
 from __future__ import annotations
 
 import codecs
+import io
 import os
 import pickle
 import resource
@@ -210,6 +211,11 @@ HOSTILE_PICKLES: dict[str, tuple[Callable[[], bytes], str]] = {
         lambda: _memo_arrays(3000, 2**20),
         REFUSED + BUDGET,
     ),
+    "a global with a newline in a 200-character name": (
+        lambda: b"\x80\x04\x8c\x05os\nxx\x94\x8c\xc8" + b"a" * 200 + b"\x93.",
+        REFUSED + "global os\\nxx." + "a" * 100 + "… is not allowed (a weights pickle may only"
+        " rebuild numpy arrays; this one could run code)",
+    ),
     "1,000,000 keys": (
         lambda: _keys(10**6),
         REFUSED + "it takes over 100,000 pickle operations (a dict of numpy arrays takes a few"
@@ -237,6 +243,16 @@ def _npz_entries(p: Path) -> None:
             z.writestr(f"x{i}.npy", b"")
 
 
+def _npz_header_bomb(p: Path) -> None:
+    """An .npy header that claims 800 GB of float64, with 64 bytes of data."""
+    from numpy.lib import format as npy
+
+    head = io.BytesIO()
+    npy.write_array_header_1_0(head, {"descr": "<f8", "fortran_order": False, "shape": (10**11,)})
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("W1.npy", head.getvalue() + bytes(64))
+
+
 def _symlink(target: str) -> Callable[[Path], object]:
     return lambda p: p.symlink_to(target)
 
@@ -257,6 +273,10 @@ HOSTILE_FILES: dict[str, tuple[Callable[[Path], object], str]] = {
         lambda p: os.truncate(p.touch() or p, 3 * 2**30),
         "cannot load weights {p}: the file is 3,221,225,472 bytes, expected at most"
         " 268,435,456 (256 MiB)",
+    ),
+    "npz whose header claims 800 GB": (
+        _npz_header_bomb,
+        "cannot load weights {p}: corrupt .npz archive",
     ),
     "npz with 10,001 entries": (
         _npz_entries,
