@@ -43,7 +43,8 @@ def run_bounded(
         text=True,
         timeout=SECONDS,
         preexec_fn=_limit_memory,
-        env={**os.environ, **(env or {})},
+        # No default mirror on the internet: a case that reached a download would fail here.
+        env={**os.environ, "MNIST_INFER_MIRRORS": "/nonexistent", **(env or {})},
         stdin=subprocess.DEVNULL,
     )
 
