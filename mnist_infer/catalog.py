@@ -119,8 +119,11 @@ def _stamp(st: os.stat_result, sha256: str) -> str:
 
 
 def _stamps(cache: Path) -> dict[str, str]:
+    """The recorded stamps by file name; whatever else is there only means hashing again."""
     try:
-        text = (cache / STAMPS).read_text(encoding="utf-8", errors="replace")
+        # Not blocking and not whole: a FIFO or a huge file in its place must not stop loading.
+        with open(os.open(cache / STAMPS, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            text = f.read(1 << 16).decode("utf-8", errors="replace")
     except OSError:
         return {}
     return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)

@@ -460,3 +460,34 @@ def test_a_damaged_train_split_stops_train(
     res = run_bounded(*args, "--cache-dir", str(cache_dir), command=command)
     assert_refused(res, 4, _damaged(cache_dir / name, "train", f" --mirror {none}"))
     assert not (tmp_path / "w.pkl").exists()
+
+
+def _garbage_stamps(p: Path) -> None:
+    """Forged lines for the right names, then 100 MB of noise."""
+    names = [name for name, _ in DAMAGE.values()]
+    lines = "".join(f"{name} 1 2 3 4 {'0' * 64}\n" for name in names)
+    with open(p, "wb") as f:
+        f.write(lines.encode())
+        f.truncate(10**8)
+
+
+STAMP_FILES: dict[str, Callable[[Path], object]] = {
+    "a FIFO": os.mkfifo,
+    "a folder": os.mkdir,
+    "garbage": _garbage_stamps,
+}
+
+
+@pytest.mark.parametrize("case", list(STAMP_FILES))
+def test_odd_stamps_only_mean_hashing_again(recorded: Path, case: str) -> None:
+    (recorded / ".verified").unlink()
+    STAMP_FILES[case](recorded / ".verified")
+    _change_a_label(recorded / "t10k-labels-idx1-ubyte")
+    res = run_bounded("evaluate", "-q", "--cache-dir", str(recorded))
+    assert_refused(
+        res,
+        4,
+        f"cached MNIST file {recorded / 't10k-labels-idx1-ubyte'} is damaged (its bytes are not"
+        " the pinned SHA-256) and no mirror could replace it; run `mnist-infer download --split"
+        f" test --cache-dir {recorded}`",
+    )
