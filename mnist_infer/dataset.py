@@ -25,7 +25,8 @@ def load_arrays(
 
     Nothing is computed from a cached file whose bytes are not the pinned ones: each is
     hashed again unless its size, times and inode are those recorded when it last verified.
-    A damaged file is fetched again; if no mirror can replace it, IntegrityError.
+    A damaged file is fetched again; if no mirror can replace it, IntegrityError. Unless quiet,
+    a download says so first on standard error, with the cache folder.
     """
     cache = resolve_cache_dir(cache_dir)
     images, labels = (cache / n for n in file_names(split))
@@ -34,10 +35,16 @@ def load_arrays(
         from mnist_infer.download import fetch
 
         damaged = [p for p in unverified if p.exists()]
+        if not (quiet or damaged):
+            print(
+                f"Note: downloading the MNIST {split} split into {cache} (first use)",
+                file=sys.stderr,
+                flush=True,
+            )
         try:
             fetch(split, cache, mirrors, quiet=quiet, files=files)
             if damaged and not quiet:
-                print(f"Fetched {_and(damaged)} again: damaged in the cache", file=sys.stderr)
+                print(f"Note: fetched {_and(damaged)} again: damaged in the cache", file=sys.stderr)
         except IntegrityError:
             raise
         except MnistInferError:
