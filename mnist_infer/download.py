@@ -322,6 +322,7 @@ def _session() -> requests.Session:
     from requests.adapters import HTTPAdapter
     from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+    from urllib3.poolmanager import ProxyManager
 
     class Deadline:
         sock: socket.socket | None
@@ -368,6 +369,12 @@ def _session() -> requests.Session:
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
             super().init_poolmanager(*args, **kwargs)
             self.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(proxy, **kwargs)
+            if type(manager) is ProxyManager:  # an HTTP(S) proxy; SOCKS has pools of its own
+                manager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+            return manager
 
     session = requests.Session()
     for prefix in ("http://", "https://"):

@@ -261,6 +261,22 @@ def test_single_bad_mirror_fails_cleanly(
     assert_good_cache(cache_dir, mini_mnist, {IMAGES})
 
 
+def test_a_proxy_that_trickles_the_headers_is_given_up(
+    loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Through an HTTP proxy the request line carries the whole URL: the loopback is the proxy.
+    base = "http://mirror.invalid/m/"
+    loopback.routes[f"{base}{IMAGES}.gz"] = [trickled_head(mini_mnist.gz(IMAGES), gap=0.05)]
+    monkeypatch.setenv("HTTP_PROXY", loopback.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(NetworkError) as e:
+        fetch("test", cache_dir, [base], files=mini_mnist.files, **FAST)
+    assert f"{base} -> no complete response head (status line and headers) within 0.8 s" in str(
+        e.value
+    )
+
+
 def test_a_slow_but_steady_mirror_is_kept(
     loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path
 ) -> None:
