@@ -563,7 +563,7 @@ def _read_bytes(path: Path) -> bytes:
                 ):
                     parts.append(more)
                 if n > MAX_WEIGHTS_BYTES:
-                    raise _too_large(path, "over " + f"{MAX_WEIGHTS_BYTES:,}")
+                    raise _too_large(path, f"over {MAX_WEIGHTS_BYTES:,}")
                 data = b"".join(parts)
     except FileNotFoundError:
         raise WeightsError(f"cannot read weights {path}: no such file") from None

@@ -268,6 +268,11 @@ CHARACTER_DEVICE = "cannot read weights {p}: is a character device, expected a r
 HOSTILE_FILES: dict[str, tuple[Callable[[Path], object], str]] = {
     "symlink to /dev/zero": (_symlink("/dev/zero"), CHARACTER_DEVICE),
     "symlink to /dev/urandom": (_symlink("/dev/urandom"), CHARACTER_DEVICE),
+    # A size of 0 that says nothing: what is there is read, up to the limit.
+    "symlink to /proc/self/environ": (
+        _symlink("/proc/self/environ"),
+        "cannot load weights {p}: not a pickle or .npz file",
+    ),
     "FIFO": (os.mkfifo, "cannot read weights {p}: is a FIFO (named pipe), expected a regular file"),
     "socket": (_socket, "cannot read weights {p}: is a socket, expected a regular file"),
     "sparse 3 GiB file": (

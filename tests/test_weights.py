@@ -829,3 +829,18 @@ def test_installed_package_without_weights_asks_for_weights(tmp_path: Path) -> N
         f"Error: no default weights: {missing} is missing from the installed package;"
         " reinstall mnist-infer, or pass --weights PATH\n"
     )
+
+
+def test_a_file_larger_than_its_size_says_is_read_no_further_than_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("mnist_infer.weights.MAX_WEIGHTS_BYTES", 16)
+    p = Path("/proc/self/environ")  # its size says 0
+    if not p.is_file() or len(p.read_bytes()) <= 16:
+        pytest.skip("no /proc/self/environ of over 16 bytes here")
+    with pytest.raises(WeightsError) as e:
+        load_weights(p)
+    assert (
+        str(e.value)
+        == f"cannot load weights {p}: the file is over 16 bytes, expected at most 16 (0 MiB)"
+    )
