@@ -60,7 +60,7 @@ _DTYPE_DESCRIPTION = re.compile(r"b1|[iu][1248]|f(?:2|4|8|12|16)|c(?:8|16|24|32)
 
 def _not_numeric(desc: object) -> _Refused:
     return _Refused(
-        f"dtype {reprlib.repr(desc)} is not allowed (a weights pickle may only hold arrays of"
+        f"dtype {_show(desc)} is not allowed (a weights pickle may only hold arrays of"
         " bool, integer, float or complex numbers)"
     )
 
@@ -96,7 +96,7 @@ class _Dtype:
             raise _Refused(
                 f"the state of dtype {self.desc!r} is not that of a plain numeric dtype"
                 f" (expected (3, byte order, None, None, None, -1, -1, 0), found"
-                f" {reprlib.repr(state)})"
+                f" {_show(state)})"
             )
         self.byteorder = state[1]
 
@@ -122,7 +122,7 @@ class _DtypeName:
         if align not in (False, 0) or copy not in (True, False, 0, 1):
             raise _Refused(
                 "numpy.dtype is only allowed with align=False and copy a bool, found"
-                f" {reprlib.repr(align)} and {reprlib.repr(copy)}"
+                f" {_show(align)} and {_show(copy)}"
             )
         return _Dtype(desc)
 
@@ -149,7 +149,7 @@ def _shape_of(shape: object) -> tuple[int, ...]:
         and len(shape) <= 32
         and all(type(n) is int and n >= 0 for n in shape)
     ):
-        raise _Refused(f"an array's shape must be a tuple of sizes, found {reprlib.repr(shape)}")
+        raise _Refused(f"an array's shape must be a tuple of sizes, found {_show(shape)}")
     return shape
 
 
@@ -171,7 +171,8 @@ class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can b
     """
 
     dispatch: ClassVar[dict[int, Callable[[Any], None]]] = {}
-    stack: list[Any]  # these two are the Python unpickler's own
+    stack: list[Any]  # these three are the Python unpickler's own
+    append: Callable[[Any], None]
     pop_mark: Callable[[], list[Any]]
 
     def __init__(self, file: IO[bytes], budget: int) -> None:
@@ -211,12 +212,12 @@ class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can b
             if not isinstance(shape, tuple) or shape != (0,):
                 raise _Refused(
                     f"numpy's _reconstruct is only allowed with the empty shape (0,), found"
-                    f" {reprlib.repr(shape)} (the array's data must come from the file)"
+                    f" {_show(shape)} (the array's data must come from the file)"
                 )
             if typecode not in (b"b", "b"):
                 raise _Refused(
                     "numpy's _reconstruct is only allowed with the type code b'b', found"
-                    f" {reprlib.repr(typecode)}"
+                    f" {_show(typecode)}"
                 )
             return multiarray._reconstruct(_Array, (0,), "b")
 
@@ -233,7 +234,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can b
                 raise _Refused(f"numpy's _frombuffer is only allowed on bytes, found {_kind(buf)}")
             dt, dims = _dtype(dtype), _shape_of(shape)
             if order not in ("C", "F"):
-                raise _Refused(f"an array's order must be 'C' or 'F', found {reprlib.repr(order)}")
+                raise _Refused(f"an array's order must be 'C' or 'F', found {_show(order)}")
             n = _nbytes(dims, dt)
             if len(buf) != n:
                 raise ValueError("the data does not fill the array")
@@ -249,7 +250,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can b
             if not isinstance(obj, str) or encoding != "latin1":
                 raise _Refused(
                     "_codecs.encode is only allowed on a str with the latin1 codec, found"
-                    f" {type(obj).__name__} with {reprlib.repr(encoding)}"
+                    f" {type(obj).__name__} with {_show(encoding)}"
                 )
             self.charge(len(obj))
             return obj.encode("latin1")
@@ -259,7 +260,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can b
                 if items and not (len(items) == 1 and type(items[0]) in (list, tuple, set)):
                     raise _Refused(f"{kind.__name__}() is only allowed on a list or tuple")
                 self.charge(64 * len(items[0]) if items else 64)  # type: ignore[arg-type]
-                return kind(*items)
+                return kind(_flat(x) for x in items[0]) if items else kind()  # type: ignore[attr-defined]
 
             return make
 
@@ -284,12 +285,12 @@ class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can b
         if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
             raise _Refused(
                 "an array's state must be (1, shape, dtype, is_fortran, data), found"
-                f" {reprlib.repr(state)}"
+                f" {_show(state)}"
             )
         _, shape, dtype, fortran, data = state
         dims, dt = _shape_of(shape), _dtype(dtype)
         if fortran not in (True, False):
-            raise _Refused(f"an array's order flag must be a bool, found {reprlib.repr(fortran)}")
+            raise _Refused(f"an array's order flag must be a bool, found {_show(fortran)}")
         if isinstance(data, str):  # Python 2's str, read as latin1
             self.charge(len(data))
             data = data.encode("latin1")
@@ -330,18 +331,47 @@ class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can b
 
     def load_setitem(self) -> None:
         value = self.stack.pop()
-        key = self.stack.pop()
+        key = _flat(self.stack.pop())
         _only(self.stack[-1], dict, "SETITEM")[key] = value
 
     def load_setitems(self) -> None:
         items = self.pop_mark()
         d = _only(self.stack[-1], dict, "SETITEMS")
         for i in range(0, len(items), 2):
-            d[items[i]] = items[i + 1]
+            d[_flat(items[i])] = items[i + 1]
+
+    def load_dict(self) -> None:
+        items = self.pop_mark()
+        self.append({_flat(items[i]): items[i + 1] for i in range(0, len(items), 2)})
 
     def load_additems(self) -> None:
-        items = self.pop_mark()
+        items = [_flat(x) for x in self.pop_mark()]
         _only(self.stack[-1], set, "ADDITEMS").update(items)
+
+    def load_frozenset(self) -> None:
+        self.append(frozenset(_flat(x) for x in self.pop_mark()))
+
+
+# What dict keys and set items may be. Hashing a tuple walks all of it, every time: a few
+# hundred bytes of tuples that share their parts can take longer than the universe's age.
+_FLAT = (str, bytes, int, float, bool, type(None))
+
+
+def _flat(key: object) -> object:
+    if type(key) not in _FLAT:
+        raise _Refused(
+            "dict keys and set items must be strings, bytes or numbers (a weights pickle maps"
+            f" names to arrays), found {_kind(key)}"
+        )
+    return key
+
+
+def _show(obj: object) -> str:
+    """A short repr of anything a pickle made, even an int too long to print."""
+    try:
+        return reprlib.repr(obj)
+    except ValueError:  # int too long to convert to text, perhaps inside a container
+        return f"<{_kind(obj)} too long to show>"
 
 
 def _short(text: str, most: int = 100) -> str:
@@ -387,6 +417,8 @@ _OVERRIDES = {
     pickle.SETITEM: _SafeUnpickler.load_setitem,
     pickle.SETITEMS: _SafeUnpickler.load_setitems,
     pickle.ADDITEMS: _SafeUnpickler.load_additems,
+    pickle.DICT: _SafeUnpickler.load_dict,
+    pickle.FROZENSET: _SafeUnpickler.load_frozenset,
 }
 _SafeUnpickler.dispatch = {
     code: _counted(_OVERRIDES.get(bytes([code]), op))
@@ -437,7 +469,7 @@ def check_params(
     while f"W{n + 1}" in params:
         n += 1
     if n == 0:
-        found = _some(sorted(reprlib.repr(k) for k in params)) or "none"
+        found = _some(sorted(_show(k) for k in params)) or "none"
         raise WeightsError(
             f"{source}: missing key 'W1' (expected arrays W1..Wn and b1..bn, found keys: {found})"
         )
@@ -448,7 +480,7 @@ def check_params(
             raise WeightsError(f"{source}: missing key {k!r} (expected {want})")
     for k in params:
         if k not in names:
-            raise WeightsError(f"{source}: unexpected key {reprlib.repr(k)} (expected only {want})")
+            raise WeightsError(f"{source}: unexpected key {_show(k)} (expected only {want})")
     prev: np.ndarray | None = None
     for i in range(1, n + 1):
         w, b = params[f"W{i}"], params[f"b{i}"]

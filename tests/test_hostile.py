@@ -217,6 +217,22 @@ HOSTILE_PICKLES: dict[str, tuple[Callable[[], bytes], str]] = {
         REFUSED + "global os\\nxx." + "a" * 100 + "… is not allowed (a weights pickle may only"
         " rebuild numpy arrays; this one could run code)",
     ),
+    # Hashing this 10-way tuple tree, 40 deep, would visit 10**40 tuples.
+    "a dict key whose hash never ends": (
+        lambda: (
+            b"\x80\x04)\x94"  # () memoised as 0
+            # MARK, ten BINGETs of tuple i, TUPLE, MEMOIZE: tuple i + 1
+            + b"".join(b"(" + (b"h" + bytes([i])) * 10 + b"t\x94" for i in range(39))
+            + b"}h\x27K\x01s."  # {tuple 39: 1}
+        ),
+        REFUSED + "dict keys and set items must be strings, bytes or numbers (a weights pickle"
+        " maps names to arrays), found tuple",
+    ),
+    "an int key too long to print": (
+        lambda: pickle.dumps({10**5000: 1}),
+        "{p}: missing key 'W1' (expected arrays W1..Wn and b1..bn, found keys: <int too long to"
+        " show>)",
+    ),
     "1,000,000 keys": (
         lambda: _keys(10**6),
         REFUSED + "it takes over 100,000 pickle operations (a dict of numpy arrays takes a few"
