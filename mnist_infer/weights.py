@@ -8,6 +8,7 @@ import pickle
 import re
 import reprlib
 import stat
+import struct
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any, ClassVar, NamedTuple, NoReturn
@@ -167,18 +168,20 @@ class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can b
     name; BUILD applies only to the arrays and dtypes those make; APPEND(S), SETITEM(S)
     and ADDITEMS only to lists, dicts and sets; at most MAX_PICKLE_OPS operations; and
     everything the stand-ins allocate (bytes, encoded strings, scalars, arrays, sets)
-    counts against `budget` bytes.
+    counts against a budget of twice the file's `size` plus 1 MiB.
     """
 
     dispatch: ClassVar[dict[int, Callable[[Any], None]]] = {}
-    stack: list[Any]  # these three are the Python unpickler's own
+    stack: list[Any]  # these are the Python unpickler's own
     append: Callable[[Any], None]
     pop_mark: Callable[[], list[Any]]
+    read: Callable[[int], bytes]
+    readinto: Callable[[bytearray], int]
 
-    def __init__(self, file: IO[bytes], budget: int) -> None:
+    def __init__(self, file: IO[bytes], size: int) -> None:
         # latin1 turns Python 2 array data back into bytes the way numpy expects.
         super().__init__(file, encoding="latin1")
-        self.budget, self.ops = budget, 0
+        self.size, self.budget, self.ops = size, 2 * size + 2**20, 0
         self.allowed = self._allowed_globals()
 
     def charge(self, n: int) -> None:
@@ -351,6 +354,17 @@ class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can b
     def load_frozenset(self) -> None:
         self.append(frozenset(_flat(x) for x in self.pop_mark()))
 
+    def load_bytearray8(self) -> None:
+        # The Python unpickler makes the whole bytearray before it reads: check the length.
+        (n,) = struct.unpack("<Q", self.read(8))
+        if n > self.size:
+            raise ValueError("a bytearray longer than the file")
+        self.charge(n)
+        b = bytearray(n)
+        if self.readinto(b) != n or len(b) != n:  # the Python unpickler may shrink it instead
+            raise ValueError("a bytearray cut short")
+        self.append(b)
+
 
 # What dict keys and set items may be. Hashing a tuple walks all of it, every time: a few
 # hundred bytes of tuples that share their parts can take longer than the universe's age.
@@ -419,6 +433,7 @@ _OVERRIDES = {
     pickle.ADDITEMS: _SafeUnpickler.load_additems,
     pickle.DICT: _SafeUnpickler.load_dict,
     pickle.FROZENSET: _SafeUnpickler.load_frozenset,
+    pickle.BYTEARRAY8: _SafeUnpickler.load_bytearray8,
 }
 _SafeUnpickler.dispatch = {
     code: _counted(_OVERRIDES.get(bytes([code]), op))
@@ -617,7 +632,7 @@ def _plain(obj: object) -> object:
 
 def _from_pickle(data: bytes, path: Path) -> object:
     try:
-        obj = _SafeUnpickler(io.BytesIO(data), 2 * len(data) + 2**20).load()
+        obj = _SafeUnpickler(io.BytesIO(data), len(data)).load()
     except _Refused as e:
         raise UnsafePickleError(f"refusing to load {path}: {e}") from None
     except MemoryError:

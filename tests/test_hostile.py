@@ -13,6 +13,7 @@ import pickle
 import resource
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import zipfile
@@ -232,6 +233,15 @@ HOSTILE_PICKLES: dict[str, tuple[Callable[[], bytes], str]] = {
         lambda: pickle.dumps({10**5000: 1}),
         "{p}: missing key 'W1' (expected arrays W1..Wn and b1..bn, found keys: <int too long to"
         " show>)",
+    ),
+    # The Python unpickler would make the bytearray, zeroed, before reading its bytes.
+    "a bytearray that claims 1.5 GiB": (
+        lambda: b"\x80\x05\x96" + struct.pack("<Q", 3 * 2**29) + bytes(100) + b".",
+        "cannot load weights {p}: truncated or corrupt pickle",
+    ),
+    "a bytearray cut short": (
+        lambda: b"\x80\x05\x96" + struct.pack("<Q", 200) + bytes(100) + b".",
+        "cannot load weights {p}: truncated or corrupt pickle",
     ),
     "1,000,000 keys": (
         lambda: _keys(10**6),
