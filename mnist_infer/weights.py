@@ -28,6 +28,7 @@ PICKLE_SUFFIXES = (".pkl", ".pickle")
 MAX_WEIGHTS_BYTES = 256 * 2**20
 MAX_NPZ_BYTES = MAX_WEIGHTS_BYTES  # the arrays of an .npz, uncompressed
 MAX_NPZ_ENTRIES = 10_000
+MAX_METADATA_BYTES = 2**20  # the JSON beside a weights file
 
 
 # --- safe unpickling -----------------------------------------------------------
@@ -573,47 +574,61 @@ _KINDS = (
 )
 
 
-def _check_regular(path: Path, mode: int) -> None:
+class _NotRegular(Exception):
+    """The path is no regular file; the message says what it is."""
+
+
+class _TooLarge(Exception):
+    """The file holds more than the limit; the message says how much."""
+
+
+def _check_regular(mode: int) -> None:
     if not stat.S_ISREG(mode):
-        kind = next((k for test, k in _KINDS if test(mode)), "not a regular file")
-        raise WeightsError(f"cannot read weights {path}: is {kind}, expected a regular file")
+        raise _NotRegular(next((k for test, k in _KINDS if test(mode)), "not a regular file"))
 
 
-def _too_large(path: Path, size: str) -> WeightsError:
-    return WeightsError(
-        f"cannot load weights {path}: the file is {size} bytes, expected at most"
-        f" {MAX_WEIGHTS_BYTES:,} ({MAX_WEIGHTS_BYTES // 2**20} MiB)"
-    )
-
-
-def _read_bytes(path: Path) -> bytes:
-    """The bytes of a regular file of at most MAX_WEIGHTS_BYTES; nothing else is read.
+def _read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; nothing else is read.
 
     Devices, FIFOs and sockets are refused before they are opened (opening a FIFO waits for a
     writer; /dev/zero never ends). The file is opened without blocking and checked again, in
     case it was replaced in between, and read no further than the limit.
     """
+    st = os.stat(path)
+    _check_regular(st.st_mode)
+    if st.st_size > limit:
+        raise _TooLarge(f"{st.st_size:,}")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        _check_regular(st.st_mode)
+        data = f.read(min(st.st_size, limit) + 1)
+        if len(data) <= st.st_size:
+            return data
+        # It grew since, or its size says nothing (as in /proc): read on, up to the limit.
+        parts = [data]
+        while (n := sum(map(len, parts))) <= limit and (
+            more := f.read(min(1 << 20, limit + 1 - n))
+        ):
+            parts.append(more)
+        if n > limit:
+            raise _TooLarge(f"over {limit:,}")
+        return b"".join(parts)
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The bytes of a weights file (see _read_regular), or WeightsError."""
     try:
-        st = os.stat(path)
-        _check_regular(path, st.st_mode)
-        if st.st_size > MAX_WEIGHTS_BYTES:
-            raise _too_large(path, f"{st.st_size:,}")
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-        with open(fd, "rb") as f:
-            st = os.fstat(fd)
-            _check_regular(path, st.st_mode)
-            data = f.read(min(st.st_size, MAX_WEIGHTS_BYTES) + 1)
-            if len(data) > st.st_size:  # it grew since, or its size says nothing (/proc)
-                parts = [data]
-                while (n := sum(map(len, parts))) <= MAX_WEIGHTS_BYTES and (
-                    more := f.read(min(1 << 20, MAX_WEIGHTS_BYTES + 1 - n))
-                ):
-                    parts.append(more)
-                if n > MAX_WEIGHTS_BYTES:
-                    raise _too_large(path, f"over {MAX_WEIGHTS_BYTES:,}")
-                data = b"".join(parts)
+        data = _read_regular(path, MAX_WEIGHTS_BYTES)
     except FileNotFoundError:
         raise WeightsError(f"cannot read weights {path}: no such file") from None
+    except _NotRegular as e:
+        raise WeightsError(f"cannot read weights {path}: is {e}, expected a regular file") from None
+    except _TooLarge as e:
+        raise WeightsError(
+            f"cannot load weights {path}: the file is {e} bytes, expected at most"
+            f" {MAX_WEIGHTS_BYTES:,} ({MAX_WEIGHTS_BYTES // 2**20} MiB)"
+        ) from None
     except OSError as e:
         raise WeightsError(f"cannot read weights {path}: {e.strerror or e}") from None
     if not data:
@@ -760,9 +775,18 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
     side = metadata_path(path)
     try:
-        text = side.read_text(encoding="utf-8")
+        text = _read_regular(side, MAX_METADATA_BYTES).decode("utf-8")
     except FileNotFoundError:
         return None
+    except _NotRegular as e:
+        raise WeightsError(
+            f"cannot read metadata {side}: is {e}, expected a regular file"
+        ) from None
+    except _TooLarge as e:
+        raise WeightsError(
+            f"cannot read metadata {side}: the file is {e} bytes, expected at most"
+            f" {MAX_METADATA_BYTES:,}"
+        ) from None
     except OSError as e:
         raise WeightsError(f"cannot read metadata {side}: {e.strerror or e}") from None
     except UnicodeDecodeError:
@@ -771,6 +795,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         meta = json.loads(text)
     except ValueError as e:
         raise WeightsError(f"cannot read metadata {side}: invalid JSON ({e})") from None
+    except RecursionError:
+        raise WeightsError(f"cannot read metadata {side}: JSON nested too deep") from None
     if not isinstance(meta, dict):
         raise WeightsError(
             f"cannot read metadata {side}: expected a JSON object, found {type(meta).__name__}"

@@ -522,3 +522,26 @@ def test_odd_stamps_only_mean_hashing_again(recorded: Path, case: str) -> None:
         " the pinned SHA-256) and no mirror could replace it; run `mnist-infer download --split"
         f" test --cache-dir {recorded}`",
     )
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [(os.mkfifo, "a FIFO (named pipe)"), (_symlink("/dev/zero"), "a character device")],
+    ids=["FIFO", "symlink to /dev/zero"],
+)
+def test_odd_metadata_beside_good_weights_is_a_warning(
+    tmp_path: Path, make: Callable[[Path], object], kind: str
+) -> None:
+    from mnist_infer.weights import save_weights
+
+    p = tmp_path / "w.pkl"
+    save_weights(_params(), p)
+    side = tmp_path / "w.pkl.json"
+    make(side)
+    res = run_bounded("info", str(p))
+    assert res.returncode == 0
+    assert res.stdout.startswith(f"File:       {p}\n")
+    assert res.stderr == (
+        f"Warning: cannot read metadata {side}: is {kind}, expected a regular file;"
+        " showing the weights without it\n"
+    )

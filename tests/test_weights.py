@@ -173,7 +173,9 @@ BAD_SIDECARS: dict[str, tuple[bytes | None, str]] = {
     ),
     "a list": (b"[1, 2]", "expected a JSON object, found list"),
     "not UTF-8": (b"\xff", "not UTF-8 text"),
-    "a folder": (None, "Is a directory"),
+    "a folder": (None, "is a directory, expected a regular file"),
+    "nested too deep": (b"[" * 100_000, "JSON nested too deep"),
+    "too large": (b" " * (2**20 + 1), "the file is 1,048,577 bytes, expected at most 1,048,576"),
 }
 
 
