@@ -88,10 +88,7 @@ def _params() -> dict[str, np.ndarray]:
     }
 
 
-def _dtype_state(
-    kind: str,
-    state: tuple[object, ...],
-) -> _Call:
+def _dtype_state(kind: str, state: tuple[object, ...]) -> _Call:
     """A numpy.dtype whose pickled state is `state` (numpy's own __setstate__ takes any)."""
     return _Call(np.dtype, kind, False, True, state=state)
 
@@ -256,12 +253,14 @@ HOSTILE_PICKLES: dict[str, tuple[Callable[[], bytes], str]] = {
 }
 
 
+@pytest.mark.parametrize("command", ["info", "evaluate"])
 @pytest.mark.parametrize("case", list(HOSTILE_PICKLES))
-def test_hostile_pickle(tmp_path: Path, case: str) -> None:
+def test_hostile_pickle(tmp_path: Path, case: str, command: str) -> None:
     make, message = HOSTILE_PICKLES[case]
     p = tmp_path / "w.pkl"
     p.write_bytes(make())
-    assert_refused(run_bounded("info", str(p)), 5, message.format(p=p))
+    args = ["info", str(p)] if command == "info" else ["evaluate", "--weights", str(p)]
+    assert_refused(run_bounded(*args), 5, message.format(p=p))
 
 
 def _npz_entries(p: Path) -> None:
