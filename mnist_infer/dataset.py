@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_infer.catalog import FileSpec, file_names, resolve_cache_dir, select, verified
-from mnist_infer.errors import IdxFormatError, IntegrityError, MnistInferError
+from mnist_infer.errors import IdxFormatError, IntegrityError, MnistInferError, NetworkError
 from mnist_infer.idx import read_pair
 
 
@@ -47,13 +47,19 @@ def load_arrays(
                 print(f"Note: fetched {_and(damaged)} again: damaged in the cache", file=sys.stderr)
         except IntegrityError:
             raise
-        except MnistInferError:
+        except MnistInferError as e:
             if not damaged:
                 raise
+            # No mirror reachable: the usual case. Anything else (a cache that cannot be
+            # written, say) is said as it is.
+            why = (
+                "no mirror could replace it"
+                if isinstance(e, NetworkError)
+                else f"could not be fetched again ({e})"
+            )
             raise IntegrityError(
                 f"cached MNIST file {damaged[0]} is damaged (its bytes are not the pinned"
-                " SHA-256) and no mirror could replace it; run"
-                f" `{_repair_command(split, cache, mirrors)}`"
+                f" SHA-256) and {why}; run `{_repair_command(split, cache, mirrors)}`"
             ) from None
     try:
         return read_pair(images, labels)

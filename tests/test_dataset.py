@@ -267,3 +267,28 @@ def test_load_path_imports_no_network_modules(filled: MiniMnist, cache_dir: Path
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "(50, 784) []"
+
+
+def test_damaged_entry_in_a_cache_that_cannot_be_written(
+    filled: MiniMnist, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from mnist_infer import download
+    from mnist_infer.errors import MnistInferError
+
+    @contextmanager
+    def read_only(cache: Path, quiet: bool) -> Iterator[None]:
+        raise MnistInferError(f"cannot lock the cache folder {cache}: Read-only file system")
+        yield
+
+    monkeypatch.setattr(download, "_locked", read_only)  # as a read-only folder does, even for root
+    _damage(cache_dir / LABELS, "byte flipped")
+    with pytest.raises(IntegrityError) as e:
+        load_arrays("test", mirrors=[str(filled.folder)])
+    assert str(e.value) == (
+        f"cached MNIST file {cache_dir / LABELS} is damaged (its bytes are not the pinned SHA-256)"
+        f" and could not be fetched again (cannot lock the cache folder {cache_dir}: Read-only"
+        f" file system); run `mnist-infer download --split test --mirror {filled.folder}`"
+    )
