@@ -222,7 +222,7 @@ def download(
       mnist-infer download
       mnist-infer download --split test --mirror ~/mnist-copy --json
     """
-    from mnist_infer.dataset import FILES, select
+    from mnist_infer.catalog import FILES, select
     from mnist_infer.download import Result, fetch
     from mnist_infer.errors import UsageError
 
@@ -256,8 +256,9 @@ def download(
     short_help="Measure the accuracy of a weights file on an MNIST split.", epilog=EXIT_CODES
 )
 @weights_option(
-    "Weights file: the textbook's pickled dict (.pkl) or .npz, or `small` for the shipped"
-    " 784-50-100-10 weights  [default: the shipped default weights]."
+    "Weights file: the textbook's pickled dict (.pkl) or .npz, a regular file of at most"
+    " 256 MiB, or `small` for the shipped 784-50-100-10 weights  [default: the shipped"
+    " default weights]."
 )
 @click.option(
     "--batch-size",
@@ -387,8 +388,9 @@ def evaluate(
 def info(weights_path: Path | None, as_json: bool, quiet: bool) -> None:
     """Describe a weights file: layers, dtype, parameter count, SHA-256 and metadata.
 
-    WEIGHTS defaults to $MNIST_INFER_WEIGHTS, else the shipped weights; `small` names the
-    shipped 784-50-100-10 ones. --json prints
+    WEIGHTS (a .pkl or .npz, a regular file of at most 256 MiB) defaults to
+    $MNIST_INFER_WEIGHTS, else the shipped weights; `small` names the shipped 784-50-100-10
+    ones. --json prints
     {"path", "format", "layers", "shapes", "dtypes", "parameters", "sha256", "metadata",
     "metadata_error"}.
 
@@ -445,8 +447,8 @@ def info(weights_path: Path | None, as_json: bool, quiet: bool) -> None:
 @cli.command(short_help="Predict the digit in each of your own image files.", epilog=EXIT_CODES)
 @click.argument("inputs", nargs=-1, required=True, metavar="FILE_OR_FOLDER...")
 @weights_option(
-    "Weights file (.pkl or .npz), or `small` for the shipped 784-50-100-10 weights"
-    "  [default: the shipped default weights]."
+    "Weights file (.pkl or .npz, at most 256 MiB), or `small` for the shipped 784-50-100-10"
+    " weights  [default: the shipped default weights]."
 )
 @click.option("--recursive", "-r", is_flag=True, help="Also take images in subfolders.")
 @click.option(

@@ -520,11 +520,11 @@ def _frame(crop: NDArray[np.float32]) -> Digit:
 
 def preprocess(img: Image.Image, invert: Invert = "auto", name: str = "image") -> Digit:
     """Full MNIST normalisation of a decoded image."""
-    if img.mode == "L" and img.size == (SIZE, SIZE) and invert != "yes":
-        if "transparency" not in img.info:  # 8-bit grey, as MNIST's own files: maybe as is
-            d = np.array(img)
-            if _mnist_form(d):
-                return d
+    grey8 = img.mode == "L" and "transparency" not in img.info  # as MNIST's own files
+    if grey8 and img.size == (SIZE, SIZE) and invert != "yes":
+        d = np.array(img)
+        if _mnist_form(d):
+            return d
     return normalize(to_gray(_reduce(img), name), invert, name)
 
 
