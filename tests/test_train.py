@@ -87,7 +87,7 @@ def test_output_is_a_textbook_dict_with_metadata(blob_cache: Path, tmp_path: Pat
 
 
 def test_temperature_is_fitted_on_validation_and_folded_into_the_last_layer(
-    blob_cache: Path, tmp_path: Path
+    blob_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # one label in five wrong: the network cannot be sure, and must not say it is
     r = np.random.default_rng(8)
@@ -96,6 +96,7 @@ def test_temperature_is_fitted_on_validation_and_folded_into_the_last_layer(
     t[flip] = (t[flip] + 1) % 10
     write_idx(blob_cache / "train-images-idx3-ubyte", x)
     write_idx(blob_cache / "train-labels-idx1-ubyte", t)
+    pin_cache(blob_cache, monkeypatch)
     out = tmp_path / "w.pkl"
     res = train(_opts(epochs=8), out, cache_dir=blob_cache)
     meta = read_metadata(out)
