@@ -51,6 +51,8 @@ CSP = (
 class App:
     """What requests need: the network, its description and the page's files."""
 
+    budget_wait = 5.0  # s an upload may wait for others to leave room in the body budget
+
     def __init__(
         self,
         weights_path: str | os.PathLike[str] | None = None,
@@ -89,13 +91,15 @@ class App:
         with self.decoding:
             digit, _notes = load_digit(io.BytesIO(body), NAME, "auto", raw)
         x = np.divide(digit.reshape(1, -1), 255, dtype=np.float32)  # as predict scales it
-        *hidden, probs = (a[0] for a in self.net.activations(x))
-        label = int(np.argmax(probs))
+        acts = self.net.activations(x)
+        label = int(np.argmax(acts[-1][0]))
+        # Six decimals: rounded as float64, so that each prints in as few digits as it can.
+        *hidden, probs = (np.round(a[0].astype(np.float64), 6) for a in acts)
         return {
             "digit": label,
-            "confidence": round(float(probs[label]), 6),
-            "probabilities": [round(p, 6) for p in probs.tolist()],
-            "hidden": [[round(v, 6) for v in h.tolist()] for h in hidden],
+            "confidence": float(probs[label]),
+            "probabilities": probs.tolist(),
+            "hidden": [h.tolist() for h in hidden],
             "input": digit.tolist(),
         }
 
@@ -165,6 +169,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def route(self) -> None:
         app = self.server.app
+        self.body_read = False
         url = urlsplit(self.path)
         path = url.path
         try:
@@ -181,6 +186,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 raise _Reply(HTTPStatus.NOT_FOUND, f"no such page: {path}")
         except _Reply as r:
+            self.skip_body()
             self.reply_json(r.status, _json({"error": str(r)}), r.headers)
         except Exception as err:  # a bug: answer, keep serving, and say what happened
             import traceback
@@ -189,6 +195,20 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             msg = f"internal error ({type(err).__name__}: {err})"
             self.reply_json(HTTPStatus.INTERNAL_SERVER_ERROR, _json({"error": msg}))
+
+    def skip_body(self) -> None:
+        """Read and drop a small unread body, so the connection can go on; else close it."""
+        text = self.headers.get("Content-Length", "0")
+        if self.body_read or text == "0":
+            return
+        n = int(text) if text.strip().isdigit() else -1
+        if "Transfer-Encoding" in self.headers or not 0 <= n <= 65536:
+            self.close_connection = True
+            return
+        try:
+            self.rfile.read(n)
+        except OSError:
+            self.close_connection = True
 
     def allow(self, *methods: str) -> None:
         if self.command not in methods:
@@ -202,7 +222,6 @@ class Handler(BaseHTTPRequestHandler):
     def predict(self, app: App, query: str) -> dict[str, Any]:
         raw = parse_qs(query).get("raw", ["0"])[-1]
         if raw not in ("0", "1"):
-            self.close_connection = True  # the body stays unread
             raise _Reply(HTTPStatus.BAD_REQUEST, f"raw must be 0 or 1, found {raw!r}")
         body = self.body(app)
         try:
@@ -233,13 +252,14 @@ class Handler(BaseHTTPRequestHandler):
                 f"request body of {n:,} bytes is over the {app.max_upload:,}-byte limit;"
                 " send a smaller image or start the server with a larger --max-upload",
             )
-        if not app.budget.take(n, self.server.timeout_s):
+        if not app.budget.take(n, app.budget_wait):
             self.close_connection = True
             raise _Reply(
                 HTTPStatus.SERVICE_UNAVAILABLE,
                 "server busy: too many large uploads at once, try again",
                 {"Retry-After": "1"},
             )
+        self.body_read = True
         try:
             return self.read(n)
         finally:
@@ -250,7 +270,7 @@ class Handler(BaseHTTPRequestHandler):
         parts, left = [], n
         try:
             while left:
-                part = self.rfile.read(min(left, 1 << 18))
+                part = self.rfile.read1(min(left, 1 << 18))  # what has come, up to that
                 if not part:
                     break
                 parts.append(part)
