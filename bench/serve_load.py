@@ -50,9 +50,11 @@ def client(url: str, clients: int, seconds: float, warmup: float) -> dict[str, o
     start = time.perf_counter()
     t0, t1 = start + warmup, start + warmup + seconds
     times: list[list[float]] = [[] for _ in range(clients)]
+    done = [0] * clients  # warm-up included
     failures: list[str] = []
 
-    def run(mine: list[float]) -> None:
+    def run(i: int) -> None:
+        mine = times[i]
         conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
         while True:
             a = time.perf_counter()
@@ -68,13 +70,14 @@ def client(url: str, clients: int, seconds: float, warmup: float) -> dict[str, o
                 conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
                 continue
             b = time.perf_counter()
+            done[i] += 1
             if res.status != 200 or b'"digit":7' not in data:
                 failures.append(f"{res.status}: {data[:200]!r}")
             elif a >= t0:
                 mine.append((b - a) * 1000)
         conn.close()
 
-    threads = [threading.Thread(target=run, args=(t,)) for t in times]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
@@ -86,6 +89,9 @@ def client(url: str, clients: int, seconds: float, warmup: float) -> dict[str, o
     def pct(p: float) -> float:
         return round(lat[min(len(lat) - 1, int(p / 100 * len(lat)))], 2)
 
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "clients": clients,
         "seconds": seconds,
@@ -96,7 +102,18 @@ def client(url: str, clients: int, seconds: float, warmup: float) -> dict[str, o
         "max_ms": round(lat[-1], 2),
         "failures": len(failures),
         "first_failure": failures[:1],
+        "all_requests": sum(done),
+        "client_cpu_ms_per_request": round(
+            (used.ru_utime + used.ru_stime) * 1000 / max(sum(done), 1), 3
+        ),
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mib(pid: int) -> float | None:
@@ -135,12 +152,16 @@ def main() -> None:
             raise SystemExit(f"the server did not start: {line!r}")
         url = line.split()[2]
         rss_idle = peak_rss_mib(server.pid)
+        cpu = cpu_seconds(server.pid)
         load = subprocess.run(
             [sys.executable, __file__, "--client", url, "--clients", str(args.clients),
              "--seconds", str(args.seconds), "--warmup", str(args.warmup)],
             capture_output=True, text=True, check=True, env=env,
         )  # fmt: skip
         result = json.loads(load.stdout)
+        cpu = cpu_seconds(server.pid) - cpu
+        total = max(result.get("all_requests", 0), 1)
+        result["server_cpu_ms_per_request"] = round(cpu * 1000 / total, 3)
         result["server_peak_rss_mib"] = {"idle": rss_idle, "after_load": peak_rss_mib(server.pid)}
         a = time.perf_counter()
         server.send_signal(signal.SIGTERM)

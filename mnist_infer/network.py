@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from mnist_infer.errors import UsageError
-from mnist_infer.functions import sigmoid, softmax
+from mnist_infer.functions import softmax
 from mnist_infer.layers import Affine, Layer, Sigmoid, SoftmaxWithLoss
 from mnist_infer.weights import check_params
 
@@ -73,9 +73,15 @@ class Network:
         """
         out = np.asarray(x, dtype=self.dtype)
         acts = []
-        for a in self.affines[:-1]:
-            out = sigmoid(out @ a.params["W"] + a.params["b"])
-            acts.append(out)
+        with np.errstate(over="ignore"):  # exp(-a) = inf for very negative a: sigmoid 0
+            for a in self.affines[:-1]:
+                z = out @ a.params["W"]
+                z += a.params["b"]
+                np.negative(z, out=z)
+                np.exp(z, out=z)
+                z += 1
+                out = np.reciprocal(z, out=z)  # 1 / (1 + exp(-a)), in place
+                acts.append(out)
         last = self.affines[-1]
         acts.append(softmax(out @ last.params["W"] + last.params["b"]))
         return acts

@@ -86,6 +86,17 @@ class App:
 
     def predict(self, body: bytes, raw: bool = False) -> dict[str, Any]:
         """The /api/predict answer for an image file's bytes; ImageError if it is unusable."""
+        answer, digit = self._predict(body, raw)
+        answer["input"] = digit.tolist()
+        return answer
+
+    def predict_json(self, body: bytes, raw: bool = False) -> bytes:
+        """`predict` as JSON text, made faster by writing the 784 pixels out directly."""
+        answer, digit = self._predict(body, raw)
+        head = json.dumps(answer, separators=(",", ":"))[:-1]
+        return f'{head},"input":{_ints(digit)}}}'.encode()
+
+    def _predict(self, body: bytes, raw: bool) -> tuple[dict[str, Any], np.ndarray]:
         from mnist_infer.image import load_digit
 
         with self.decoding:
@@ -95,13 +106,13 @@ class App:
         label = int(np.argmax(acts[-1][0]))
         # Six decimals: rounded as float64, so that each prints in as few digits as it can.
         *hidden, probs = (np.round(a[0].astype(np.float64), 6) for a in acts)
-        return {
+        answer = {
             "digit": label,
             "confidence": float(probs[label]),
             "probabilities": probs.tolist(),
             "hidden": [h.tolist() for h in hidden],
-            "input": digit.tolist(),
         }
+        return answer, digit
 
 
 def static_files() -> dict[str, tuple[bytes, str]]:
@@ -175,7 +186,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if path == "/api/predict":
                 self.allow("POST")
-                self.reply_json(HTTPStatus.OK, _json(self.predict(app, url.query)))
+                self.reply_json(HTTPStatus.OK, self.predict(app, url.query))
             elif path == "/api/info":
                 self.allow(*GET)
                 self.reply_json(HTTPStatus.OK, app.info_json)
@@ -219,13 +230,13 @@ class Handler(BaseHTTPRequestHandler):
                 {"Allow": allowed},
             )
 
-    def predict(self, app: App, query: str) -> dict[str, Any]:
+    def predict(self, app: App, query: str) -> bytes:
         raw = parse_qs(query).get("raw", ["0"])[-1]
         if raw not in ("0", "1"):
             raise _Reply(HTTPStatus.BAD_REQUEST, f"raw must be 0 or 1, found {raw!r}")
         body = self.body(app)
         try:
-            return app.predict(body, raw == "1")
+            return app.predict_json(body, raw == "1")
         except MnistInferError as err:  # ImageError: the reasons predict gives
             raise _Reply(HTTPStatus.BAD_REQUEST, str(err)) from None
 
@@ -408,6 +419,15 @@ def _family(host: str) -> socket.AddressFamily:
         return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][0]
     except socket.gaierror:
         return socket.AF_INET  # bind then fails with the reason
+
+
+_INTS = [str(i) for i in range(256)]
+
+
+def _ints(a: np.ndarray) -> str:
+    """JSON for a 2-D uint8 array, twice as fast as json.dumps on its list."""
+    rows = ["[" + ",".join([_INTS[v] for v in row]) + "]" for row in a.tolist()]
+    return "[" + ",".join(rows) + "]"
 
 
 def _json(obj: object) -> bytes:

@@ -369,10 +369,10 @@ def test_a_bug_is_500_and_the_server_keeps_going(
 ) -> None:
     with running(weights) as server:
 
-        def broken(body: bytes, raw: bool = False) -> dict[str, Any]:
+        def broken(body: bytes, raw: bool = False) -> bytes:
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(server.app, "predict", broken)
+        monkeypatch.setattr(server.app, "predict_json", broken)
         r = call(server, "POST", "/api/predict", drawing())
         assert (r.status, r.json) == (500, {"error": "internal error (RuntimeError: boom)"})
         assert call(server, "GET", "/api/info").status == 200
@@ -396,7 +396,8 @@ def test_the_page_is_at_the_root_and_needs_nothing_from_elsewhere(shipped: sv.Se
     html = r.body.decode()
     assert html == (STATIC / "index.html").read_text()
     for p in STATIC.iterdir():
-        assert "http://" not in p.read_text() and "https://" not in p.read_text(), p.name
+        assert "http://" not in p.read_text(), p.name
+        assert "https://" not in p.read_text(), p.name
     assert '<script src="/static/app.js"' in html
     assert '<link rel="stylesheet" href="/static/style.css">' in html
 

@@ -41,6 +41,7 @@ function clearPad() {
   state.file = null;
   clearTimeout(state.timer);
   showEmpty();
+  mark();
 }
 
 function point(e) {
@@ -61,7 +62,11 @@ function stroke(to) {
 canvas.addEventListener("pointerdown", (e) => {
   if (e.pointerType === "mouse" && e.button !== 0) return;
   e.preventDefault();
-  canvas.setPointerCapture(e.pointerId);
+  try {
+    canvas.setPointerCapture(e.pointerId); // keep the stroke when it leaves the box
+  } catch {
+    // a pointer the browser no longer tracks: draw without capture
+  }
   state.drawing = true;
   state.file = null;
   state.last = point(e);
@@ -105,6 +110,8 @@ async function useFile(file) {
   clearPad();
   state.file = file;
   state.ink = true;
+  state.dirty = true;
+  mark();
   status.classList.remove("error");
   status.textContent = `${file.name}: sent as it is; drawing on it sends the picture on the pad.`;
   try {
@@ -137,9 +144,15 @@ pad.addEventListener("drop", (e) => {
 
 // --- prediction ----------------------------------------------------------------------
 
+// data-pending on <body> is "1" until the answer for what is on the pad has been shown.
+function mark() {
+  document.body.dataset.pending = state.busy || state.dirty ? "1" : "0";
+}
+
 function changed(now = false) {
   state.ink = true;
   state.dirty = true;
+  mark();
   clearTimeout(state.timer);
   if (state.busy) return; // sent again when the answer arrives
   const wait = now ? 0 : Math.max(0, state.sent + THROTTLE_MS - performance.now());
@@ -176,6 +189,7 @@ async function send() {
   } finally {
     state.busy = false;
     if (state.dirty) changed();
+    mark();
   }
 }
 
