@@ -5,6 +5,7 @@ Set MNIST_INFER_SCREENSHOT=docs/serve.png to save the README's screenshot on the
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import shutil
@@ -26,6 +27,7 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
 )
 
+NO_DIGIT = "\u2013"  # the en dash shown before a prediction
 Stroke = list[tuple[float, float]]  # points as fractions of the drawing box
 
 SEVEN: list[Stroke] = [[(0.28, 0.22), (0.72, 0.22), (0.45, 0.85)]]
@@ -74,7 +76,7 @@ def _points(page: Any, stroke: Stroke, steps: int = 12) -> list[tuple[float, flo
     """Page coordinates along a stroke, `steps` per segment."""
     box = page.locator("#canvas").bounding_box()
     out = [stroke[0]]
-    for (x0, y0), (x1, y1) in zip(stroke, stroke[1:], strict=False):
+    for (x0, y0), (x1, y1) in itertools.pairwise(stroke):
         out += [(x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps) for i in range(1, steps)]
         out.append((x1, y1))
     return [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in out]
@@ -140,7 +142,9 @@ def colours(page: Any, selector: str) -> int:
             const c = document.querySelector(sel);
             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
             const seen = new Set();
-            for (let i = 0; i < d.length; i += 4) seen.add(d[i] * 65536 + d[i + 1] * 256 + d[i + 2]);
+            for (let i = 0; i < d.length; i += 4) {
+                seen.add(d[i] * 65536 + d[i + 1] * 256 + d[i + 2]);
+            }
             return seen.size;
         }""",
         selector,
@@ -160,7 +164,7 @@ def winner(page: Any) -> int:
 def test_drawing_a_digit_shows_the_forward_pass(
     page: Any, digit: int, strokes: list[Stroke], device: str
 ) -> None:
-    assert page.text_content("#digit") == "–"
+    assert page.text_content("#digit") == NO_DIGIT
     assert lit_pixels(page, "#input") == 0
     empty = [colours(page, f"#maps figure:nth-child({i}) canvas") for i in (1, 2)]
     draw(page, strokes, device)
@@ -200,7 +204,7 @@ def test_an_unusable_file_shows_the_reason(page: Any) -> None:
         "request body: not an image (expected PNG, JPEG, BMP, GIF, TIFF or WebP)"
     )
     assert "error" in status.get_attribute("class")
-    assert page.text_content("#digit") == "–"
+    assert page.text_content("#digit") == NO_DIGIT
 
 
 def test_keyboard_clears_and_reaches_the_file_chooser(page: Any) -> None:
@@ -214,12 +218,12 @@ def test_keyboard_clears_and_reaches_the_file_chooser(page: Any) -> None:
     assert focused == ["clear", "file"]
     page.keyboard.press("Shift+Tab")
     page.keyboard.press("Enter")  # on Clear
-    assert page.text_content("#digit") == "–"
+    assert page.text_content("#digit") == NO_DIGIT
     assert lit_pixels(page, "#input") == 0
     draw(page, ONE, "mouse")
     settled(page)
     page.keyboard.press("Escape")
-    assert page.text_content("#digit") == "–"
+    assert page.text_content("#digit") == NO_DIGIT
     assert page.get_by_label("Choose an image…").get_attribute("type") == "file"
     assert page.get_by_role("button", name="Clear").is_visible()
 
