@@ -3,13 +3,12 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run test check format bench clean
+.PHONY: help run test check format bench dist install-check clean
 
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-# Reinstalling also rebuilds the C kernel (optional: without a compiler, numpy does its work).
-$(VENV)/.installed: pyproject.toml setup.py mnist_infer/_ink.c
+$(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install -qq -e '.[dev]'
@@ -33,5 +32,11 @@ format: $(VENV)/.installed ## Reformat and autofix with ruff
 bench: $(VENV)/.installed ## Run the benchmarks and write bench/results.json
 	$(PY) bench/run.py
 
-clean: ## Remove the virtual environment, caches and the built C kernel
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build mnist_infer/_ink.*.so
+dist: $(VENV)/.installed ## Build the wheel and the sdist into dist/
+	$(PY) -m build --outdir dist .
+
+install-check: $(VENV)/.installed ## Build, install the wheel in a fresh venv and use it; run the sdist's tests
+	.ci/install-check $(PY) $${MNIST_INFER_TEST_DATA:-../shared}/mnist
+
+clean: ## Remove the virtual environment, caches and built packages
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -1,9 +1,8 @@
 """Time Network.classify as `mnist-infer evaluate` runs it: OpenBLAS single-threaded, one
 worker thread per core; and, for comparison, on one thread, and the network's three matrix
-products alone on 1000-row slices already in cache (the compute floor of the dense pass), on
-one thread and shared out to one thread per core as classify shares its slices; and classify
-on numpy alone, without the C kernel for the first layer. Prints JSON of best seconds, the
-one-thread GEMM peak in FLOP/s and whether the kernel ran.
+products alone on 1000-row slices already in cache (the compute floor of the pass), on one
+thread and shared out to one thread per core as classify shares its slices. Prints JSON of
+best seconds and the one-thread GEMM peak in FLOP/s.
 
 Usage: OPENBLAS_NUM_THREADS=1 python classify_child.py CACHE_DIR WEIGHTS REPEAT BS...
 """
@@ -11,7 +10,6 @@ Usage: OPENBLAS_NUM_THREADS=1 python classify_child.py CACHE_DIR WEIGHTS REPEAT 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -21,7 +19,7 @@ import numpy as np
 from gemm import gemm_peak
 
 from mnist_infer.dataset import load_arrays
-from mnist_infer.network import Network, _cpus, _ink_kernel
+from mnist_infer.network import Network, _cpus
 from mnist_infer.weights import load_weights
 
 SLICE = 1000
@@ -56,19 +54,6 @@ def threaded(runs: list[Callable[[], object]]) -> Callable[[], object]:
     return run
 
 
-def numpy_only(fn: Callable[[], object]) -> Callable[[], object]:
-    """fn run with the C kernel switched off."""
-
-    def run() -> None:
-        os.environ["MNIST_INFER_NUMPY_ONLY"] = "1"
-        try:
-            fn()
-        finally:
-            del os.environ["MNIST_INFER_NUMPY_ONLY"]
-
-    return run
-
-
 def main() -> None:
     cache, weights, repeat, *sizes = sys.argv[1:]
     images, _ = load_arrays("test", cache)  # type: ignore[arg-type]
@@ -78,8 +63,6 @@ def main() -> None:
         bs: lambda bs=bs: net.classify(images, int(bs)) for bs in sizes
     }
     fns["one thread"] = lambda: net.classify(images, SLICE, workers=1)
-    fns["numpy only"] = numpy_only(lambda: net.classify(images, SLICE))
-    fns["numpy only, one thread"] = numpy_only(lambda: net.classify(images, SLICE, workers=1))
     fns["matmuls, one thread"] = matmul_chain(params, len(images))
     k = _cpus()
     fns["matmuls, threads"] = threaded([matmul_chain(params, len(images) // k) for _ in range(k)])
@@ -90,7 +73,6 @@ def main() -> None:
             fn()
             best[name] = min(best[name], time.perf_counter() - t)
     best["gemm peak, one thread"] = gemm_peak()  # a rate (FLOP/s), not a time
-    best["kernel"] = float(_ink_kernel() is not None)  # a flag, not a time
     print(json.dumps(best))
 
 

@@ -48,6 +48,7 @@ def run(job: dict) -> dict:
         "rc": p.returncode,
         "seconds": seconds,
         "maxrss_bytes": usage.ru_maxrss * 1024,  # Linux reports kilobytes
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
         "stdout": stdout,
         "stdout_lines": lines,
         "stderr": stderr,

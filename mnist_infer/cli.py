@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,75 @@ class _Group(click.Group):
             raise _Failure(Interrupted("interrupted")) from None
         except MemoryError as err:  # numpy's message says how much and for what
             raise _Failure(MnistInferError(f"not enough memory: {err}")) from None
+        except OSError as err:
+            _closed_pipe(err)
+            raise
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:  # --help is printed here
+            return super().make_context(*args, **kwargs)
+        except OSError as err:
+            _closed_pipe(err)
+            raise
+
+
+def _closed_pipe(err: OSError) -> None:
+    """Exit quietly if standard output's reader is gone (`| head -1`), as Unix tools do.
+
+    Any other broken pipe is an error of its own (click would exit 1 without a word).
+    """
+    if err.errno != errno.EPIPE:
+        return
+    if _stdout_closed():
+        _discard_stdout()
+        raise click.exceptions.Exit(0) from None
+    raise _Failure(MnistInferError(f"a pipe was closed by the other side ({err})")) from None
+
+
+def _stdout_closed() -> bool:
+    """True if nobody reads standard output any more (a pipe whose reader has exited)."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # not a file descriptor: assume so
+        return True
+
+
+def _discard_stdout() -> None:
+    """Send what is still buffered for standard output nowhere, so exiting stays quiet."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+def _not_nan(value: float | None) -> float | None:
+    if value is not None and value != value:
+        raise click.BadParameter(f"{value} is not a number between 0 and 1")
+    return value
+
+
+def _note(text: str) -> None:
+    """One line of status on standard error; callers skip it under --quiet."""
+    click.echo(f"Note: {_escape(text)}", err=True)
+
+
+def _escape(text: str) -> str:
+    from mnist_infer.predict import escape
+
+    return escape(text)
+
+
+def _json_line(record: object) -> None:
+    import json
+
+    click.echo(json.dumps(record))
 
 
 cache_dir_option = click.option(
@@ -53,7 +124,26 @@ mirror_option = click.option(
     multiple=True,
     metavar="URL_OR_DIR",
     envvar="MNIST_INFER_MIRRORS",
+    show_envvar=True,
     help="Where to fetch MNIST from if it is not cached yet (see `download --help`).",
+)
+
+
+def weights_option(help: str) -> Any:
+    """--weights, also read from $MNIST_INFER_WEIGHTS."""
+    return click.option(
+        "--weights",
+        "weights_path",
+        type=click.Path(path_type=Path),
+        envvar="MNIST_INFER_WEIGHTS",
+        show_envvar=True,
+        help=help,
+    )
+
+
+EXIT_CODES = (
+    "Exit codes: 0 ok, 1 other error, 2 usage, 3 network, 4 integrity/checksum,"
+    " 5 bad input file, 130 interrupted."
 )
 
 
@@ -62,15 +152,31 @@ mirror_option = click.option(
 def cli() -> None:
     """Download MNIST, load textbook-style weights safely, and run fast MLP inference.
 
+    Data goes to standard output, notes and progress to standard error; --quiet silences
+    the notes. Run `mnist-infer COMMAND --help` for a command's options and examples.
+
     Exit codes: 0 ok, 1 other error, 2 usage, 3 network, 4 integrity/checksum,
     5 bad input file, 130 interrupted.
     """
+    _one_blas_thread()
+
+
+def _one_blas_thread() -> None:
+    """Ask OpenBLAS for one thread, for every command, before numpy loads.
+
+    The products here are small: BLAS threads gain little on them and busy-wait beside the
+    threads and processes that classify, predict and serve run of their own (train measured
+    twice the CPU for the same wall time). OPENBLAS_NUM_THREADS set by the user wins.
+    """
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 # --- download ---------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(short_help="Download MNIST into the cache and verify every file.", epilog=EXIT_CODES)
 @click.option(
     "--split",
     type=click.Choice(["test", "train", "all"]),
@@ -89,34 +195,69 @@ def cli() -> None:
     "try several in order. Replaces the default mirrors.",
 )
 @click.option("--force", is_flag=True, help="Fetch again even if the cached files verify.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars or summary lines.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="JSON lines: one object per file, failures included."
+)
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No progress bars or notes; no summary lines unless --json."
+)
 @cache_dir_option
 def download(
-    split: str, mirrors: tuple[str, ...], force: bool, quiet: bool, cache_dir: Path | None
+    split: str,
+    mirrors: tuple[str, ...],
+    force: bool,
+    as_json: bool,
+    quiet: bool,
+    cache_dir: Path | None,
 ) -> None:
-    """Download MNIST into the cache, verifying every file's SHA-256."""
-    from mnist_infer.download import fetch
+    """Download MNIST into the cache, verifying every file's SHA-256.
 
-    fetch(
-        split,
-        cache_dir,
-        list(mirrors) or None,
-        force=force,
-        quiet=quiet,
-        report=None if quiet else lambda r: click.echo(r.summary()),
-    )
+    Prints one line per file: name, size, `verified` and where it came from. With --json,
+    one object per file: {"name", "status", "bytes", "sha256", "source"}, status being
+    "verified" (already cached), "fetched", "failed" (with "error" and "exit_code") or
+    "skipped" (not tried after a failure).
+
+    \b
+    Examples:
+      mnist-infer download
+      mnist-infer download --split test --mirror ~/mnist-copy --json
+    """
+    from mnist_infer.dataset import FILES, select
+    from mnist_infer.download import Result, fetch
+    from mnist_infer.errors import UsageError
+
+    sha = {f.name: f.sha256 for f in FILES}
+    done: list[str] = []
+
+    def report(r: Result) -> None:
+        done.append(r.name)
+        if as_json:
+            status = "verified" if r.cached else "fetched"
+            rec = {"name": r.name, "status": status, "bytes": r.size, "sha256": sha[r.name]}
+            _json_line(rec | {"source": r.source})
+        elif not quiet:
+            click.echo(r.summary())
+
+    try:
+        fetch(split, cache_dir, list(mirrors) or None, force=force, quiet=quiet, report=report)
+    except MnistInferError as err:
+        if as_json and not isinstance(err, UsageError):
+            rest = [f.name for f in select(split) if f.name not in done]
+            for i, name in enumerate(rest):
+                fail = {"status": "failed", "error": str(err), "exit_code": err.exit_code}
+                _json_line({"name": name} | (fail if i == 0 else {"status": "skipped"}))
+        raise
 
 
 # --- evaluate ---------------------------------------------------------------
 
 
-@cli.command()
-@click.option(
-    "--weights",
-    "weights_path",
-    type=click.Path(path_type=Path),
-    help="Weights file: the textbook's pickled dict (.pkl) or .npz  [default: the shipped"
-    " weights/mnist-mlp-784-50-100-10.pkl].",
+@cli.command(
+    short_help="Measure the accuracy of a weights file on an MNIST split.", epilog=EXIT_CODES
+)
+@weights_option(
+    "Weights file: the textbook's pickled dict (.pkl) or .npz  [default: the shipped"
+    " weights/mnist-mlp-784-50-100-10.pkl]."
 )
 @click.option(
     "--batch-size",
@@ -128,14 +269,19 @@ def download(
 )
 @split_option
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N images.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the accuracy line.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Print only the accuracy line (only the JSON with --json); no notes or progress.",
+)
 @click.option(
     "--report",
     "report_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Also write confusion.png and mistakes.png into this folder (created if missing;"
-    " files of those names are replaced).",
+    help="Also write confusion.png and mistakes.png (the first 100 misclassified digits) into"
+    " this folder (created if missing; files of those names are replaced).",
 )
 @mirror_option
 @cache_dir_option
@@ -152,16 +298,18 @@ def evaluate(
 ) -> None:
     """Classify an MNIST split and print the accuracy, per-class metrics and confusion matrix.
 
-    The split is downloaded into the cache on first use.
+    The split is downloaded into the cache on first use (a note on standard error says
+    where). --json prints accuracy, per-class metrics, the confusion matrix, throughput and
+    the weights' SHA-256 as one object; --quiet then leaves only that JSON.
+
+    \b
+    Examples:
+      mnist-infer evaluate --report out/
+      mnist-infer evaluate --weights sample_weight.pkl --json --quiet
     """
     import atexit
     import gc
-    import os
-    import sys
 
-    if "numpy" not in sys.modules:
-        # classify runs its own threads; OpenBLAS's would only spin beside them at start-up.
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     # This process is short-lived: collecting garbage while numpy loads, and again at exit,
     # takes a tenth of its time. Pause the collector for the command, freeze all objects at
     # exit.
@@ -188,10 +336,16 @@ def evaluate(
                 cache_dir=cache_dir,
                 mirrors=list(mirrors) or None,
                 progress=not quiet and sys.stderr.isatty(),
+                quiet=quiet,
             )
     finally:
         if collecting:
             gc.enable()
+    if limit is not None and limit > len(result.labels) and not quiet:
+        _note(
+            f"--limit {limit:,} is more than the {split} split's {len(result.labels):,} images;"
+            " evaluated them all"
+        )
     pictures = result.write_pictures(report_dir) if report_dir is not None else []
     if as_json:
         import json
@@ -203,26 +357,70 @@ def evaluate(
         from mnist_infer.report import format_summary
 
         click.echo(format_summary(result.summary()))
+    if pictures and not quiet:
+        from mnist_infer.report import MAX_MISTAKES
+
         for p in pictures:
-            click.echo(f"Wrote {p}")
+            click.echo(f"Wrote {p}", err=True)
+        wrong = len(result.labels) - result.correct
+        if wrong > MAX_MISTAKES:
+            _note(f"mistakes.png shows the first {MAX_MISTAKES} of the {wrong:,} mistakes")
 
 
 # --- info -------------------------------------------------------------------
 
 
-@cli.command()
-@click.argument(
-    "weights_path", metavar="[WEIGHTS]", required=False, type=click.Path(path_type=Path)
+@cli.command(
+    short_help="Describe a weights file: layers, size, SHA-256 and metadata.", epilog=EXIT_CODES
 )
-def info(weights_path: Path | None) -> None:
-    """Describe a weights file (default: the shipped weights): layers, size, SHA-256, metadata."""
+@click.argument(
+    "weights_path",
+    metavar="[WEIGHTS]",
+    required=False,
+    type=click.Path(path_type=Path),
+    envvar="MNIST_INFER_WEIGHTS",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the description as one JSON object.")
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No warning about a metadata file that cannot be used."
+)
+def info(weights_path: Path | None, as_json: bool, quiet: bool) -> None:
+    """Describe a weights file: layers, dtype, parameter count, SHA-256 and metadata.
+
+    WEIGHTS defaults to $MNIST_INFER_WEIGHTS, else the shipped weights. --json prints
+    {"path", "format", "layers", "shapes", "dtypes", "parameters", "sha256", "metadata",
+    "metadata_error"}.
+
+    \b
+    Examples:
+      mnist-infer info
+      mnist-infer info sample_weight.pkl --json
+    """
     import json
 
     from mnist_infer.weights import default_weights_path, describe
 
     d = describe(weights_path if weights_path is not None else default_weights_path())
-    if d.metadata_error is not None:
+    if d.metadata_error is not None and not quiet:
         click.echo(f"Warning: {d.metadata_error}; showing the weights without it", err=True)
+    if as_json:
+        sizes = d.sizes
+        shapes: dict[str, list[int]] = {}
+        for i in range(1, len(sizes)):
+            shapes |= {f"W{i}": [sizes[i - 1], sizes[i]], f"b{i}": [sizes[i]]}
+        rec = {
+            "path": str(d.path),
+            "format": d.format,
+            "layers": sizes,
+            "shapes": shapes,
+            "dtypes": d.dtypes,
+            "parameters": d.parameters,
+            "sha256": d.sha256,
+            "metadata": d.metadata,
+            "metadata_error": d.metadata_error,
+        }
+        click.echo(json.dumps(rec, indent=2))
+        return
     kind = {"pickle": "pickle (the textbook's dict of arrays)", "npz": "npz (numpy zip archive)"}
     click.echo(f"File:       {d.path}")
     click.echo(f"Format:     {kind[d.format]}")
@@ -242,14 +440,9 @@ def info(weights_path: Path | None) -> None:
 # --- predict ----------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(short_help="Predict the digit in each of your own image files.", epilog=EXIT_CODES)
 @click.argument("inputs", nargs=-1, required=True, metavar="FILE_OR_FOLDER...")
-@click.option(
-    "--weights",
-    "weights_path",
-    type=click.Path(path_type=Path),
-    help="Weights file (.pkl or .npz)  [default: the shipped weights].",
-)
+@weights_option("Weights file (.pkl or .npz)  [default: the shipped weights].")
 @click.option("--recursive", "-r", is_flag=True, help="Also take images in subfolders.")
 @click.option(
     "--invert",
@@ -271,8 +464,19 @@ def info(weights_path: Path | None) -> None:
     show_default=True,
     help="Also show the runners-up.",
 )
-@click.option("--json", "as_json", is_flag=True, help="JSON lines: one object per image.")
-@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0, 1),
+    callback=lambda ctx, param, v: _not_nan(v),
+    metavar="P",
+    help="Mark answers whose confidence is below P (0 to 1) as unsure.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="JSON lines: one object per input, failures included."
+)
+@click.option(
+    "--csv", "as_csv", is_flag=True, help="CSV with a header row; failures fill the error column."
+)
 @click.option(
     "--show",
     is_flag=True,
@@ -299,6 +503,9 @@ def info(weights_path: Path | None) -> None:
     type=click.IntRange(min=1),
     help="Processes decoding images (used from 512 files on)  [default: CPUs, at most 4].",
 )
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No notes on standard error (errors are still shown)."
+)
 def predict(
     inputs: tuple[str, ...],
     weights_path: Path | None,
@@ -306,40 +513,47 @@ def predict(
     invert: str,
     no_preprocess: bool,
     top_k: int,
+    min_confidence: float | None,
     as_json: bool,
     as_csv: bool,
     show: bool,
     save_dir: Path | None,
     batch_size: int,
     jobs: int | None,
+    quiet: bool,
 ) -> None:
     """Predict the digit in each image file (PNG, JPEG, BMP, GIF, TIFF, WebP).
 
-    FILE_OR_FOLDER may be an image file, a folder (its images, sorted by name) or `-` for
-    one image on standard input. Prints `path  digit  confidence` per image; `--json`
-    prints JSON lines ({"path", "digit", "confidence"[, "top"]}), `--csv` a table.
-    Names that are not valid UTF-8 are printed byte for byte; in JSON, "path" then
-    shows U+FFFD for the odd bytes and "path_base64" holds the exact name.
+    FILE_OR_FOLDER may be an image file, a folder (its images, sorted by name; a note
+    says what else it held) or `-` for one image on standard input. Prints
+    `path  digit  confidence` per image, with `unsure` at the end when the confidence is
+    below --min-confidence. Control characters in names are shown escaped, as `ls -b`
+    does (`\\n`, `\\033`, `\\\\`); names that are not valid UTF-8 are printed byte for byte.
+
+    --json prints one object per input, in input order: {"path", "digit", "confidence"
+    [, "unsure"][, "top"]}, or {"path", "error", "exit_code"} for one that failed; a name
+    that is not valid UTF-8 shows U+FFFD in "path" and its bytes in "path_base64".
+    --csv prints path, digit, confidence[, digit_2, probability_2…][, unsure], error.
 
     Each image is normalised like MNIST: upright per EXIF, transparency flattened,
     grayscale, inverted to white on black, background removed, cropped, longer side
     scaled to 20 px and centred by centre of mass in 28x28. Animated or multi-page
-    images use their first frame. Images over 50,000,000 pixels are refused.
+    images use their first frame. Images over 50,000,000 pixels or 128 MiB, and
+    devices, pipes and sockets, are refused; so is standard input over 128 MiB.
 
     A file that cannot be used gets `Error: <path>: <reason>` on stderr while the others
     are still predicted; the exit code is then 5.
+
+    \b
+    Examples:
+      mnist-infer predict digit.png
+      mnist-infer predict scans/ --recursive --min-confidence 0.9 --csv > answers.csv
     """
     import io
-    import json
-    import os
-    import sys
 
     if as_json and as_csv:
         raise click.UsageError("--json and --csv cannot be used together")
     fmt = "json" if as_json else "csv" if as_csv else None
-    # Batches this small gain nothing from BLAS threads, whose busy-waiting would take
-    # the CPU from the processes decoding images (effective only before numpy loads).
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from mnist_infer import predict as pr
     from mnist_infer.files import writable_folder
     from mnist_infer.image import save_png, to_art
@@ -356,6 +570,7 @@ def predict(
         recursive=recursive,
         stdin=sys.stdin.buffer if pr.STDIN in inputs and sys.stdin is not None else None,
         jobs=jobs or pr.default_jobs(),
+        note=None if quiet else _note,
     )
     out = sys.stdout
     if isinstance(out, io.TextIOWrapper):  # file names that are not valid UTF-8: bytes as-is
@@ -364,30 +579,38 @@ def predict(
         import csv
 
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(pr.csv_header(top_k))
+        # csv quotes a field holding "\n" but not one holding a lone "\r", which readers
+        # would take for a line break: such rows are written with every field quoted.
+        quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        writer.writerow(pr.csv_header(top_k, min_confidence))
     failed = 0
     for r in results:
         if isinstance(r, pr.Failure):
             failed += 1
-            click.echo(f"Error: {r.message}", err=True)
-            continue
-        for note in r.notes:
-            click.echo(f"Note: {note}", err=True)
+            click.echo(f"Error: {pr.escape(r.message)}", err=True)
+        elif not quiet:
+            for note in r.notes:
+                _note(note)
         if fmt == "json":
-            out.write(json.dumps(pr.json_record(r, top_k)) + "\n")
+            import json
+
+            out.write(json.dumps(pr.json_record(r, top_k, min_confidence)) + "\n")
         elif fmt == "csv":
-            writer.writerow(pr.csv_row(r, top_k))
-        else:
-            out.write(pr.text_line(r, top_k) + "\n")
+            row = pr.csv_row(r, top_k, min_confidence)
+            (quoted if "\r" in r.path else writer).writerow(row)
+        elif isinstance(r, pr.Prediction):
+            out.write(pr.text_line(r, top_k, min_confidence) + "\n")
+        if isinstance(r, pr.Failure):
+            continue
         if show:
             if fmt is not None:  # stdout stays machine-readable; stderr says whose digit it is
-                click.echo(f"{r.path}:", err=True)
+                click.echo(f"{pr.escape(r.path)}:", err=True)
             click.echo(to_art(r.digit) + "\n", err=fmt is not None)
         if save_dir is not None:
             dest = name(r.path)
             save_png(r.digit, dest)
-            if dest.stem != (stem := name.stem(r.path)):
-                click.echo(f"Note: {r.path}: saved as {dest} ({stem}.png was taken)", err=True)
+            if dest.stem != (stem := name.stem(r.path)) and not quiet:
+                _note(f"{r.path}: saved as {dest} ({stem}.png was taken)")
     out.flush()
     if failed:
         raise click.exceptions.Exit(5)
@@ -396,13 +619,17 @@ def predict(
 # --- show -------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(short_help="Export MNIST digits as 28x28 PNG files.", epilog=EXIT_CODES)
 @split_option
 @click.option(
     "--index", type=click.IntRange(min=0), default=0, show_default=True, help="First digit."
 )
 @click.option(
-    "--count", type=click.IntRange(min=1), default=10, show_default=True, help="How many."
+    "--count",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="How many (fewer, with a note, where the split ends).",
 )
 @click.option(
     "--out",
@@ -412,6 +639,13 @@ def predict(
     help="Folder for the PNG files (created if missing; files of the same names are replaced).",
 )
 @click.option("--art", is_flag=True, help="Also draw each digit in the terminal.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="JSON lines: one object per file written (--art then goes to standard error).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or notes.")
 @mirror_option
 @cache_dir_option
 def show(
@@ -420,20 +654,44 @@ def show(
     count: int,
     out: Path,
     art: bool,
+    as_json: bool,
+    quiet: bool,
     mirrors: tuple[str, ...],
     cache_dir: Path | None,
 ) -> None:
     """Export MNIST digits as 28x28 PNG files, e.g. digits/test-00000-label7.png.
 
-    Prints each written path; the files are ready for `mnist-infer predict`.
+    Prints each written path; the files are ready for `mnist-infer predict`. --json prints
+    {"path", "split", "index", "label"} per file. The split is downloaded into the cache on
+    first use (a note says where). A folder that --out created is removed again if nothing
+    could be written into it.
+
+    \b
+    Examples:
+      mnist-infer show --count 3 --out digits
+      mnist-infer show --split train --index 100 --art
     """
+    from mnist_infer.files import output_folder
     from mnist_infer.image import export_digits, to_art
 
-    written = export_digits(split, index, count, out, cache_dir, list(mirrors) or None, quiet=False)
-    for path, digit in written:
-        click.echo(str(path))
+    with output_folder(out):
+        written = export_digits(
+            split, index, count, out, cache_dir, list(mirrors) or None, quiet=quiet
+        )
+    if len(written) < count and not quiet:
+        end = index + len(written)
+        _note(
+            f"the {split} split has {end:,} images, so --index {index} --count {count} wrote"
+            f" {len(written)} (up to index {end - 1})"
+        )
+    for i, (path, digit) in enumerate(written, index):
+        if as_json:
+            label = int(path.stem.rsplit("label", 1)[1])  # the name says: <split>-<i>-label<d>
+            _json_line({"path": str(path), "split": split, "index": i, "label": label})
+        else:
+            click.echo(_escape(str(path)))
         if art:
-            click.echo(to_art(digit) + "\n")
+            click.echo(to_art(digit) + "\n", err=as_json)
 
 
 # --- train ------------------------------------------------------------------
@@ -449,7 +707,7 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
     return sizes
 
 
-@cli.command()
+@cli.command(short_help="Train the network on the MNIST training split.", epilog=EXIT_CODES)
 @click.option(
     "--hidden",
     default="50,100",
@@ -521,7 +779,7 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
 @click.option(
     "--resume", is_flag=True, help="Continue from the checkpoint that an interrupted run left."
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-epoch lines.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar, per-epoch lines or notes.")
 @mirror_option
 @cache_dir_option
 def train(
@@ -547,9 +805,14 @@ def train(
     finishes the batch and saves a checkpoint beside OUT; --resume continues from it (a
     second Ctrl-C stops at once, keeping the last checkpoint). When done, OUT holds the
     weights and OUT.json their metadata, including the test accuracy measured afterwards.
-    """
-    import sys
+    The epoch lines and the test accuracy go to standard output; notes (first-use download,
+    where --resume continues, where the weights were saved) to standard error.
 
+    \b
+    Examples:
+      mnist-infer train --out my-weights.pkl
+      mnist-infer train --augment --epochs 60 --out my-weights.pkl --resume
+    """
     from mnist_infer.train import TrainOptions, format_epoch
     from mnist_infer.train import train as run
 
@@ -573,8 +836,11 @@ def train(
         resume=resume,
         progress=not quiet and sys.stderr.isatty(),
         on_epoch=None if quiet else lambda s: click.echo(format_epoch(s, epochs)),
+        on_note=None if quiet else _note,
+        quiet=quiet,
     )
-    click.echo(f"Saved {result.path} (metadata in {result.path}.json)")
+    if not quiet:
+        click.echo(f"Saved {result.path} (metadata in {result.path}.json)", err=True)
     if result.test_accuracy is not None:
         click.echo(f"Test accuracy: {result.test_accuracy:.4f}")
 
@@ -616,7 +882,7 @@ def _byte_size(ctx: click.Context, param: click.Parameter, value: str) -> int:
     return int(m.group(1)) * _SIZE_UNITS[unit]
 
 
-@cli.command()
+@cli.command(short_help="Serve the draw-a-digit page and a JSON API.", epilog=EXIT_CODES)
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -630,12 +896,7 @@ def _byte_size(ctx: click.Context, param: click.Parameter, value: str) -> int:
     show_default=True,
     help="Port to listen on; 0 takes a free one.",
 )
-@click.option(
-    "--weights",
-    "weights_path",
-    type=click.Path(path_type=Path),
-    help="Weights file (.pkl or .npz)  [default: the shipped weights].",
-)
+@weights_option("Weights file (.pkl or .npz)  [default: the shipped weights].")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
 @click.option(
     "--max-upload",
@@ -652,6 +913,16 @@ def serve(
     Draw a digit in the browser and watch the network's forward pass: the 28x28 input,
     both hidden layers and the ten probabilities. Prints the URL; Ctrl-C or SIGTERM stops
     the server (exit 0).
+
+    GET /api/info describes the weights; POST /api/predict with an image file as the body
+    (any format predict reads; ?raw=1 as --no-preprocess) answers {"digit", "confidence",
+    "probabilities", "hidden", "input"}. Errors are JSON {"error"} with status 400, 404,
+    405 or 413. Only this machine can connect unless --host says otherwise.
+
+    \b
+    Examples:
+      mnist-infer serve --open
+      curl --data-binary @digit.png http://127.0.0.1:8000/api/predict
     """
     from mnist_infer import serve as sv
 

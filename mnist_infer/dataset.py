@@ -109,13 +109,22 @@ def load_arrays(
     """Images uint8 (n, 784) and labels uint8 (n,) of a split; downloads the split if missing.
 
     A file in the cache was verified before it was renamed into place, so loading is a
-    header check and one read per file (no hashing, no decompression).
+    header check and one read per file (no hashing, no decompression). Unless quiet, a
+    download says so first on standard error, with the cache folder.
     """
     cache = resolve_cache_dir(cache_dir)
     images, labels = (cache / n for n in file_names(split))
     if not (images.is_file() and labels.is_file()):
         from mnist_infer.download import fetch
 
+        if not quiet:
+            import sys
+
+            print(
+                f"Note: downloading the MNIST {split} split into {cache} (first use)",
+                file=sys.stderr,
+                flush=True,
+            )
         fetch(split, cache, mirrors, quiet=quiet, files=files)
     try:
         return read_pair(images, labels)

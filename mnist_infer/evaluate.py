@@ -73,12 +73,17 @@ def evaluate(
     cache_dir: Path | None = None,
     mirrors: Sequence[str] | None = None,
     progress: bool = False,
+    quiet: bool | None = None,
 ) -> Evaluation:
-    """Classify a split (its first `limit` images) with the weights, batch by batch."""
+    """Classify a split (its first `limit` images) with the weights, batch by batch.
+
+    Unless quiet (default: not progress), a first-use download says so on standard error.
+    """
     path = Path(weights) if weights is not None else default_weights_path()
     params, sha = read_weights(path)
     net = Network(params)
-    images, labels = load_arrays(split, cache_dir, mirrors=mirrors, quiet=not progress)
+    quiet = not progress if quiet is None else quiet
+    images, labels = load_arrays(split, cache_dir, mirrors=mirrors, quiet=quiet)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     bar = None

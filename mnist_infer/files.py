@@ -65,7 +65,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
     f: BinaryIO | None = None
     try:
         while f is None:
-            name = p.with_name(f".{p.name}.{os.urandom(4).hex()}.tmp")
+            name = p.with_name(f".{_short(p.name)}.{os.urandom(4).hex()}.tmp")
             tmp = name
             try:
                 # "x" is O_CREAT | O_EXCL and the mode 0o666, so the umask sets the permissions
@@ -87,3 +87,16 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
         if isinstance(e, OSError):
             raise MnistInferError(f"cannot write {p}: {e.strerror or e}") from None
         raise
+
+
+def _short(name: str) -> str:
+    """The name itself, or a short hash of it when the temporary name would be too long.
+
+    Any legal name (up to 255 bytes) must work, and the temporary one adds 14 bytes.
+    """
+    raw = os.fsencode(name)
+    if len(raw) <= 200:
+        return name
+    import hashlib
+
+    return hashlib.sha256(raw).hexdigest()[:16]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -180,8 +179,6 @@ class _Forward:
     three. The halvings and the affine map from tanh back to sigmoid are folded into the
     next layer's weights, each bias becomes the weight of an extra input column held at 1,
     and W1 takes the 1/255 pixel scale: per layer, one matrix product and one tanh. The
-    first product runs in the C kernel `_ink` where it is built (float32 only): it adds up
-    the rows of W1 of the inked pixels alone, a fifth of the work for MNIST digits. The
     predictions stay those of the textbook's code (the tests check all 10,000 test images).
     """
 
@@ -201,15 +198,6 @@ class _Forward:
             np.divide(w, div, out=m[:-1], dtype=np.float64, casting="unsafe")
             m[-1] = b
             self.mats.append(m)
-        # The C kernel's copy of the first layer: panels of 64 columns, zero-padded.
-        self.ink: NDArray[np.float32] | None = None
-        self.kernel = _ink_kernel()
-        if len(self.mats) > 1 and dtype == np.float32 and self.kernel is not None:
-            w1 = self.mats[0]
-            d, h = w1.shape
-            self.ink = np.zeros((-(-h // 64), d, 64), dtype=np.float32)
-            for k, panel in enumerate(self.ink):
-                panel[:, : min(64, h - 64 * k)] = w1[:, 64 * k : 64 * k + 64]
 
     def run(
         self,
@@ -223,13 +211,8 @@ class _Forward:
         """For each start taken from `starts`, fill labels and conf for rows start..start+step."""
         dt = self.dtype
         n, d = x.shape
-        ink, kernel = self.ink, self.kernel
         # Each input buffer has one column more than its layer has units: the bias input, 1.
-        # The kernel reads the pixels themselves, and needs no float copy of them.
-        ins = [
-            np.ones((0 if i == 0 and ink is not None else step, w.shape[0]), dtype=dt)
-            for i, w in enumerate(self.mats)
-        ]
+        ins = [np.ones((step, w.shape[0]), dtype=dt) for w in self.mats]
         logits = np.empty((step, self.mats[-1].shape[1]), dtype=dt)
         out = np.empty(logits.shape[::-1], dtype=dt)
         top = np.empty(step, dtype=dt)
@@ -237,18 +220,10 @@ class _Forward:
         with np.errstate(under="ignore"):  # exp of very negative logits is 0
             for start in starts:
                 m = min(step, n - start)
-                xs = x[start : start + m]
-                if ink is None:
-                    np.copyto(ins[0][:m, :d], xs, casting="unsafe")
-                for i, (w, h, nxt) in enumerate(zip(self.mats, ins, ins[1:], strict=False)):
+                np.copyto(ins[0][:m, :d], x[start : start + m], casting="unsafe")
+                for w, h, nxt in zip(self.mats, ins, ins[1:], strict=False):
                     a = nxt[:m]
-                    if i == 0 and ink is not None:
-                        xs = np.ascontiguousarray(xs)
-                        kernel.first_layer(
-                            xs, d, ink, ink.size // len(w), a, a.shape[1], w.shape[1]
-                        )
-                    else:
-                        np.matmul(h[:m], w, out=a[:, :-1])
+                    np.matmul(h[:m], w, out=a[:, :-1])
                     np.tanh(a, out=a)  # over the whole buffer: one pass is faster than a view
                     a[:, -1] = 1
                 a = logits[:m]
@@ -267,21 +242,6 @@ class _Forward:
                 np.divide(1, s, out=conf[start : start + m])
                 if on_batch is not None:
                     on_batch(m)
-
-
-def _ink_kernel() -> Any:
-    """The compiled first-layer kernel (mnist_infer._ink), or None if it was not built, this
-    CPU cannot run it or MNIST_INFER_NUMPY_ONLY is set: then numpy does all the work."""
-    return None if os.environ.get("MNIST_INFER_NUMPY_ONLY") else _built_kernel()
-
-
-@functools.cache
-def _built_kernel() -> Any:
-    try:
-        from mnist_infer import _ink
-    except ImportError:
-        return None
-    return _ink if _ink.supported() else None
 
 
 def _cpus() -> int:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable, Iterator
+import re
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
@@ -20,6 +23,7 @@ SUFFIXES = frozenset(
 )
 STDIN = "-"
 POOL_AFTER = 512  # files; below this, starting worker processes costs more than it saves
+MAX_FILE_BYTES = 128 * 2**20  # image files and standard input larger than this are refused
 
 
 class Classifier(Protocol):
@@ -32,6 +36,13 @@ class Failure:
 
     path: str
     message: str
+    exit_code: int = 5
+
+    @property
+    def reason(self) -> str:
+        """The message without the path in front."""
+        head = f"{self.path}: "
+        return self.message[len(head) :] if self.message.startswith(head) else self.message
 
 
 @dataclass(frozen=True)
@@ -57,17 +68,25 @@ class Prediction:
         return [(int(i), float(self.probs[i])) for i in order]
 
 
-def gather(inputs: Iterable[str], recursive: bool = False) -> Iterator[str | Failure]:
-    """File paths in order: files as given, folders' images sorted by name; failures inline."""
+Notify = Callable[[str], object]
+
+
+def gather(
+    inputs: Iterable[str], recursive: bool = False, note: Notify | None = None
+) -> Iterator[str | Failure]:
+    """File paths in order: files as given, folders' images sorted by name; failures inline.
+
+    `note` is told, once per folder, about the files a folder scan left out.
+    """
     for arg in inputs:
         if arg != STDIN and os.path.isdir(arg):
-            yield from _folder(arg, recursive)
+            yield from _folder(arg, recursive, note)
         else:
             yield arg
 
 
-def _folder(top: str, recursive: bool) -> Iterator[str | Failure]:
-    found = 0
+def _folder(top: str, recursive: bool, note: Notify | None = None) -> Iterator[str | Failure]:
+    found = skipped = hidden = 0
     subfolders = unlisted = False
     stack = [top]
     listed: set[tuple[int, int]] = set()
@@ -87,6 +106,7 @@ def _folder(top: str, recursive: bool) -> Iterator[str | Failure]:
         dirs = []
         for e in entries:
             if e.name.startswith("."):
+                hidden += not _is_dir(e)
                 continue
             if _is_dir(e):
                 subfolders = True
@@ -94,12 +114,22 @@ def _folder(top: str, recursive: bool) -> Iterator[str | Failure]:
             elif os.path.splitext(e.name)[1].lower() in SUFFIXES:
                 found += 1
                 yield e.path
+            else:
+                skipped += 1
         if recursive:
             stack.extend(reversed(dirs))
+    if note is not None and found and (skipped or hidden):  # else the failure below says it
+        note(f"{top}: skipped {_left_out(skipped, hidden)}")
     if not found and not unlisted:
         hint = "; add --recursive to look in subfolders" if subfolders and not recursive else ""
         kinds = ", ".join(sorted(SUFFIXES))
         yield Failure(top, f"{top}: no image files in folder (looked for {kinds}){hint}")
+
+
+def _left_out(skipped: int, hidden: int) -> str:
+    """E.g. `2 files without an image suffix and 1 hidden file`."""
+    kinds = [(skipped, "file", " without an image suffix"), (hidden, "hidden file", "")]
+    return " and ".join(f"{n:,} {w}{'s' if n > 1 else ''}{tail}" for n, w, tail in kinds if n)
 
 
 def _is_dir(e: os.DirEntry[str]) -> bool:
@@ -119,16 +149,64 @@ def _work(item: Item, invert: Invert, raw: bool) -> Loaded:
 
     if isinstance(item, Failure):
         return item.path, None, (), item.message
-    source: str | IO[bytes]
-    if isinstance(item, tuple):
-        path, source = item[0], io.BytesIO(item[1])
-    else:
-        path = source = item
+    path = item[0] if isinstance(item, tuple) else item
     try:
-        digit, notes = load_digit(source, path, invert, raw)
+        if isinstance(item, tuple):
+            digit, notes = load_digit(io.BytesIO(item[1]), path, invert, raw)
+        else:
+            with _opened(path) as f:
+                digit, notes = load_digit(path if f is None else f, path, invert, raw)
     except MnistInferError as err:
         return path, None, (), str(err)
     return path, digit, tuple(notes), None
+
+
+_KINDS = {
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _opened(path: str) -> IO[bytes] | nullcontext[None]:
+    """The regular file at path, opened; its kind or size refused before any reading.
+
+    Devices, pipes and sockets are never opened by name (a FIFO would block, /dev/zero
+    never ends). When the path cannot even be looked at, or is a folder, the context gives
+    None: load_digit then opens the path itself and says why that fails.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return nullcontext()
+    if stat.S_ISDIR(st.st_mode):
+        return nullcontext()
+    _check_kind_and_size(path, st)
+    try:
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags)
+    except OSError:
+        return nullcontext()
+    f = os.fdopen(fd, "rb")
+    try:  # swapped for something else between the two looks?
+        _check_kind_and_size(path, os.fstat(fd))
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _check_kind_and_size(path: str, st: os.stat_result) -> None:
+    from mnist_infer.errors import ImageError
+
+    if not stat.S_ISREG(st.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+        raise ImageError(f"{path}: is {kind}, expected an image file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ImageError(
+            f"{path}: file too large ({st.st_size:,} bytes; the limit is {MAX_FILE_BYTES:,} bytes)"
+        )
 
 
 def _items(paths: Iterable[str | Failure], stdin: IO[bytes] | None) -> Iterator[Item]:
@@ -143,7 +221,28 @@ def _items(paths: Iterable[str | Failure], stdin: IO[bytes] | None) -> Iterator[
             yield Failure(p, f"{p}: standard input is closed, expected an image on it")
         else:
             read = True
-            yield p, stdin.read()
+            data = _read_capped(stdin)
+            if data is None:
+                yield Failure(
+                    p,
+                    f"{p}: standard input too large (more than the limit of"
+                    f" {MAX_FILE_BYTES:,} bytes)",
+                )
+            else:
+                yield p, data
+
+
+def _read_capped(stream: IO[bytes]) -> bytes | None:
+    """All of stream, or None (having read no more than the limit) when it is too large."""
+    chunks: list[bytes] = []
+    total = 0
+    while total <= MAX_FILE_BYTES:
+        chunk = stream.read(min(1 << 20, MAX_FILE_BYTES + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+    return None
 
 
 def _loaded(items: Iterator[Item], invert: Invert, raw: bool, jobs: int) -> Iterator[Loaded]:
@@ -196,8 +295,12 @@ def predict_files(
     recursive: bool = False,
     stdin: IO[bytes] | None = None,
     jobs: int = 1,
+    note: Notify | None = None,
 ) -> Iterator[Prediction | Failure]:
-    """Predictions and failures in input order; memory is bounded by the batch size."""
+    """Predictions and failures in input order; memory is bounded by the batch size.
+
+    `note` is told what folder scans left out (files without an image suffix, hidden files).
+    """
     pending: list[Loaded] = []
     batch = np.empty((min(batch_size, 1024), 784), np.uint8)  # grows up to batch_size
     n = 0
@@ -213,7 +316,7 @@ def predict_files(
                 yield Prediction(path, probs[i], digit, notes)
                 i += 1
 
-    items = _items(gather(inputs, recursive), stdin)
+    items = _items(gather(inputs, recursive, note), stdin)
     for item in _loaded(items, invert, raw, jobs):
         pending.append(item)
         if item[1] is not None:
@@ -236,42 +339,89 @@ def load_network(path: str | os.PathLike[str] | None = None) -> Classifier:
     return Network(load_weights(path if path is not None else default_weights_path()))
 
 
-def text_line(p: Prediction, k: int = 1) -> str:
-    """`path  digit  confidence`, then `digit:probability` for the k-1 runners-up."""
-    runners = "".join(f"  {d}:{q:.3f}" for d, q in p.top(k)[1:])
-    return f"{p.path}  {p.label}  {p.confidence:.3f}{runners}"
+def text_line(p: Prediction, k: int = 1, min_confidence: float | None = None) -> str:
+    """`path  digit  confidence`, then `digit:probability` for the k-1 runners-up.
 
-
-def json_record(p: Prediction, k: int = 1) -> dict[str, object]:
-    """One JSON object per image; `top` lists the k best when k > 1.
-
-    A path that is not valid UTF-8 shows U+FFFD for the bytes it cannot decode, and
-    `path_base64` then holds its exact bytes.
+    `unsure` ends the line when the confidence is below min_confidence. Control characters
+    in the path are escaped, so one file is always one line.
     """
-    raw = os.fsencode(p.path)
-    path = raw.decode("utf-8", "replace")
-    rec: dict[str, object] = {
-        "path": path,
-        "digit": p.label,
-        "confidence": round(p.confidence, 6),
-    }
-    if path.encode("utf-8") != raw:
+    runners = "".join(f"  {d}:{q:.3f}" for d, q in p.top(k)[1:])
+    mark = "  unsure" if unsure(p, min_confidence) else ""
+    return f"{escape(p.path)}  {p.label}  {p.confidence:.3f}{runners}{mark}"
+
+
+def unsure(p: Prediction, min_confidence: float | None) -> bool:
+    """True if the answer's confidence is below min_confidence (never when it is None)."""
+    return min_confidence is not None and p.confidence < min_confidence
+
+
+# C0, DEL, C1 and backslash; U+DC80… are the bytes of a name that is not UTF-8.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\\\\\udc80-\udc9f]")
+_ESCAPES = {"\a": "a", "\b": "b", "\t": "t", "\n": "n", "\v": "v", "\f": "f", "\r": "r", "\\": "\\"}
+
+
+def escape(name: str) -> str:
+    """The name with control characters and backslashes escaped as `ls -b` shows them.
+
+    `\\n`, `\\r`, `\\t`… for the usual ones, `\\033` (octal bytes) for the others, `\\\\` for a
+    backslash; everything else (other bytes that are not UTF-8 too) is left as it is.
+    """
+    return _CONTROL.sub(_escaped, name)
+
+
+def _escaped(m: re.Match[str]) -> str:
+    c = m.group()
+    if c in _ESCAPES:
+        return "\\" + _ESCAPES[c]
+    raw = bytes([ord(c) - 0xDC00]) if c >= "\udc80" else c.encode()
+    return "".join(f"\\{b:03o}" for b in raw)
+
+
+def _json_path(path: str) -> dict[str, object]:
+    """ "path" (U+FFFD for bytes that are not UTF-8) and then "path_base64" with the bytes."""
+    raw = os.fsencode(path)
+    text = raw.decode("utf-8", "replace")
+    rec: dict[str, object] = {"path": text}
+    if text.encode("utf-8") != raw:
         import base64
 
         rec["path_base64"] = base64.b64encode(raw).decode("ascii")
+    return rec
+
+
+def json_record(
+    p: Prediction | Failure, k: int = 1, min_confidence: float | None = None
+) -> dict[str, object]:
+    """One JSON object per input; `top` lists the k best when k > 1.
+
+    A path that is not valid UTF-8 shows U+FFFD for the bytes it cannot decode, and
+    `path_base64` then holds its exact bytes. A failure is `{"path", "error", "exit_code"}`;
+    `unsure` is there when min_confidence is given.
+    """
+    rec = _json_path(p.path)
+    if isinstance(p, Failure):
+        return rec | {"error": p.reason, "exit_code": p.exit_code}
+    rec |= {"digit": p.label, "confidence": round(p.confidence, 6)}
+    if min_confidence is not None:
+        rec["unsure"] = unsure(p, min_confidence)
     if k > 1:
         rec["top"] = [{"digit": d, "probability": round(q, 6)} for d, q in p.top(k)]
     return rec
 
 
-def csv_header(k: int = 1) -> list[str]:
-    """Columns: path, digit, confidence, then digit_2, probability_2, … up to k."""
+def csv_header(k: int = 1, min_confidence: float | None = None) -> list[str]:
+    """Columns: path, digit, confidence, then digit_2, probability_2, … up to k, [unsure,] error."""
     extra = [c for i in range(2, k + 1) for c in (f"digit_{i}", f"probability_{i}")]
-    return ["path", "digit", "confidence", *extra]
+    mark = ["unsure"] if min_confidence is not None else []
+    return ["path", "digit", "confidence", *extra, *mark, "error"]
 
 
-def csv_row(p: Prediction, k: int = 1) -> list[str]:
-    return [p.path, *(v for d, q in p.top(k) for v in (str(d), f"{q:.6f}"))]
+def csv_row(p: Prediction | Failure, k: int = 1, min_confidence: float | None = None) -> list[str]:
+    """A prediction with an empty error, or a failure with only path and error filled in."""
+    if isinstance(p, Failure):
+        return [p.path, *[""] * (len(csv_header(k, min_confidence)) - 2), p.reason]
+    mark = [] if min_confidence is None else ["true" if unsure(p, min_confidence) else "false"]
+    return [p.path, *(v for d, q in p.top(k) for v in (str(d), f"{q:.6f}")), *mark, ""]
 
 
 class PngNamer:
@@ -291,6 +441,7 @@ class PngNamer:
         name, i = f"{stem}.png", 1
         while name in self.used:
             i += 1
-            name = f"{stem}-{i}.png"
+            tail = f"-{i}.png"  # the stem is cut short if the name would pass 255 bytes
+            name = os.fsdecode(os.fsencode(stem)[: 255 - len(tail)]) + tail
         self.used.add(name)
         return self.folder / name

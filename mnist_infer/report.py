@@ -263,13 +263,16 @@ def _caption(
     _text(draw, (x, y), c, font, _INK, "lm")
 
 
+MAX_MISTAKES = 100  # digits in mistakes.png; its header says how many there were
+
+
 def write_mistakes_png(
     images: ArrayLike,
     labels: ArrayLike,
     preds: ArrayLike,
     confidences: ArrayLike,
     path: str | os.PathLike[str],
-    max_count: int = 100,
+    max_count: int = MAX_MISTAKES,
     *,
     scale: int = 3,
     columns: int = 10,

@@ -256,11 +256,15 @@ def train(
     progress: bool = False,
     on_epoch: Callable[[EpochStats], object] | None = None,
     evaluate_test: bool = True,
+    on_note: Callable[[str], object] | None = None,
+    quiet: bool | None = None,
 ) -> TrainResult:
     """Train a 784-…-10 sigmoid MLP on the training split and save it to out with metadata.
 
     The validation images are held out from the training split (the test split is used only
     to report accuracy after training). Ctrl-C saves a checkpoint and raises Interrupted.
+    `on_note` is told where a resumed run continues; unless quiet (default: not progress),
+    a first-use download says so on standard error.
     """
     from mnist_infer.dataset import data_hashes, load_arrays
     from mnist_infer.files import writable_folder
@@ -273,9 +277,10 @@ def train(
     if out.exists() and not force:
         raise OutputExistsError(f"{out} exists; pass --force to overwrite it")
     writable_folder(out.parent)  # now, not after the first epoch
-    images, labels = load_arrays("train", cache_dir, mirrors=mirrors, quiet=not progress)
+    quiet = not progress if quiet is None else quiet
+    images, labels = load_arrays("train", cache_dir, mirrors=mirrors, quiet=quiet)
     if evaluate_test:  # fetched now: a missing test split must not cost a finished run
-        x_test, t_test = load_arrays("test", cache_dir, mirrors=mirrors, quiet=not progress)
+        x_test, t_test = load_arrays("test", cache_dir, mirrors=mirrors, quiet=quiet)
     opts.check_size(len(images))
     hashes = data_hashes("train")
     split = np.random.default_rng([opts.seed, 1]).permutation(len(images))
@@ -287,6 +292,11 @@ def train(
         run.restore(out)
     n, bs = len(tr), opts.batch_size
     per_epoch = -(-n // bs)  # the last batch may be smaller
+    if resume and on_note is not None:
+        at = f"epoch {run.epoch + 1} of {opts.epochs}, after batch {run.batch}/{per_epoch}"
+        if run.epoch >= opts.epochs:
+            at = f"the end of epoch {run.epoch} (all epochs done)"
+        on_note(f"resuming from the checkpoint {checkpoint_paths(out)[1]} at {at}")
     total = opts.epochs * per_epoch
     try:
         with _deferred_interrupt() as stop:

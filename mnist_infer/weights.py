@@ -445,12 +445,14 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def default_weights_path(check: bool = True) -> Path:
-    """The weights shipped in the repository's weights/ folder (must exist if check)."""
-    p = Path(__file__).resolve().parent.parent / "weights" / DEFAULT_NAME
+    """The default weights that ship inside the package (must exist if check)."""
+    from importlib.resources import files
+
+    p = Path(str(files("mnist_infer._shipped").joinpath(DEFAULT_NAME)))
     if check and not p.is_file():
         raise WeightsError(
-            f"no default weights: {p} does not exist (an installed package ships no weights);"
-            " pass --weights PATH"
+            f"no default weights: {p} is missing from the installed package; reinstall"
+            " mnist-infer, or pass --weights PATH"
         )
     return p
 

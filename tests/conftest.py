@@ -15,6 +15,9 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MNIST_INFER_CACHE", str(d))
     monkeypatch.delenv("MNIST_INFER_MIRRORS", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    # `python -m mnist_infer` in a child runs the installed package, not a source folder that
+    # happens to be the working directory (an unpacked sdist's has no weights inside).
+    monkeypatch.setenv("PYTHONSAFEPATH", "1")
     return d
 
 

@@ -86,3 +86,38 @@ def test_out_of_memory_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> N
     assert res.output == (
         "Error: not enough memory: Unable to allocate 1.00 TiB for an array with shape (2**38,)\n"
     )
+
+
+def test_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    res = CliRunner().invoke(cli, ["--version"])
+    assert res.output == f"mnist-infer, version {version('mnist-infer')}\n"
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"), [(None, "1"), ("2", "2")], ids=["default", "user's choice"]
+)
+def test_every_command_runs_with_one_blas_thread_unless_told(
+    preset: str | None, expected: str, tmp_path: os.PathLike[str]
+) -> None:
+    # A fresh process: the setting only counts before numpy loads. `info` is a command
+    # that runs no threads of its own.
+    code = (
+        "import sys\n"
+        "from mnist_infer.cli import cli\n"
+        "cli.main(['info'], standalone_mode=False)\n"
+        "from mnist_infer.network import _blas\n"
+        "print(_blas.threads())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    threads = out.stdout.splitlines()[-1]
+    if threads == "None":
+        pytest.skip("numpy does not run on OpenBLAS here")
+    assert threads == expected

@@ -140,7 +140,7 @@ def test_report_pictures(weights: Path, data: dict, tmp_path: Path) -> None:
     res = invoke("--weights", str(weights), "--report", str(out))
     assert res.exit_code == 0, res.output
     for name in ("confusion.png", "mistakes.png"):
-        assert f"Wrote {out / name}\n" in res.stdout
+        assert f"Wrote {out / name}\n" in res.stderr
         with Image.open(out / name) as img:
             assert img.format == "PNG"
             assert img.width > 100

@@ -66,9 +66,11 @@ def test_names_that_are_not_utf8_are_printed_as_they_are(
     import base64
     import subprocess
 
-    folder = os.fsencode(tmp_path)
+    (tmp_path / "d").mkdir()
+    folder = os.fsencode(tmp_path / "d")
     _digit_png(Path(os.fsdecode(folder + b"/caf\xe9.png")))
-    cmd = [sys.executable, "-m", "mnist_infer", "predict", "--weights", str(weights), str(tmp_path)]
+    cmd = [sys.executable, "-m", "mnist_infer", "predict", "--weights", str(weights)]
+    cmd.append(str(tmp_path / "d"))
     env = os.environ | {"PYTHONIOENCODING": encoding}
     runs = {
         fmt: subprocess.run([*cmd, *fmt], capture_output=True, env=env)
@@ -116,6 +118,7 @@ def test_top_k_json_and_csv_agree(tmp_path: Path, weights: Path) -> None:
         "probability_2",
         "digit_3",
         "probability_3",
+        "error",
     ]
     for line, obj, row, path in zip(text, js, rows[1:], paths, strict=True):
         top = obj["top"]

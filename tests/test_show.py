@@ -82,10 +82,11 @@ def test_out_inside_a_file(filled: MiniMnist, tmp_path: Path) -> None:
     )
 
 
-def test_split_not_cached_and_mirror_empty(tmp_path: Path) -> None:
+def test_split_not_cached_and_mirror_empty(tmp_path: Path, cache_dir: Path) -> None:
     res = show("--mirror", str(tmp_path), "--out", str(tmp_path / "out"))
     assert res.exit_code == 3
     assert res.stderr == (
+        f"Note: downloading the MNIST test split into {cache_dir} (first use)\n"
         f"Error: could not download {TEST_IMAGES}.gz from any mirror ({tmp_path} -> neither"
         f" {TEST_IMAGES}.gz nor {TEST_IMAGES} is in {tmp_path}); {tmp_path} must hold"
         f" {TEST_IMAGES}.gz and {TEST_LABELS}.gz (gzipped or decompressed; names without .gz"

@@ -782,8 +782,12 @@ def test_info_without_metadata(tmp_path: Path) -> None:
     assert (d.sizes, d.parameters) == ([784, 20, 10], 784 * 20 + 20 + 20 * 10 + 10)
 
 
-def test_default_weights_path_is_in_the_repository() -> None:
-    assert default_weights_path(check=False) == REPO / "weights" / DEFAULT_NAME
+def test_default_weights_are_the_repositorys_weights_inside_the_package() -> None:
+    from importlib.resources import files
+
+    p = default_weights_path(check=False)
+    assert p == Path(str(files("mnist_infer._shipped"))) / DEFAULT_NAME
+    assert p.read_bytes() == (REPO / "weights" / DEFAULT_NAME).read_bytes()
 
 
 def test_shipped_weights_are_valid() -> None:
@@ -797,6 +801,8 @@ def test_shipped_weights_are_valid() -> None:
 def test_installed_package_without_weights_asks_for_weights(tmp_path: Path) -> None:
     site = tmp_path / "site"
     shutil.copytree(REPO / "mnist_infer", site / "mnist_infer")
+    (site / "mnist_infer" / "_shipped").mkdir()
+    (site / "mnist_infer" / "_shipped" / "__init__.py").touch()  # the package, not its data
     env = {**os.environ, "PYTHONPATH": str(site)}
     out = subprocess.run(
         [sys.executable, "-m", "mnist_infer", "info"],
@@ -805,9 +811,9 @@ def test_installed_package_without_weights_asks_for_weights(tmp_path: Path) -> N
         env=env,
         cwd=tmp_path,
     )
-    missing = site / "weights" / DEFAULT_NAME
+    missing = site / "mnist_infer" / "_shipped" / DEFAULT_NAME
     assert out.returncode == 5
     assert out.stderr == (
-        f"Error: no default weights: {missing} does not exist (an installed package ships no"
-        " weights); pass --weights PATH\n"
+        f"Error: no default weights: {missing} is missing from the installed package;"
+        " reinstall mnist-infer, or pass --weights PATH\n"
     )

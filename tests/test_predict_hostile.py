@@ -1,0 +1,206 @@
+"""`predict` against hostile input: bounded time and memory, one clean line, the rest predicted."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from mnist_infer.cli import cli
+from mnist_infer.predict import MAX_FILE_BYTES
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux files, devices and limits")
+
+LIMIT = f"{MAX_FILE_BYTES:,}"
+
+
+def _digit_png(path: Path, k: int = 0) -> Path:
+    a = np.zeros((28, 28), np.uint8)
+    a[4 + k : 24, 12 : 16 + k] = 255
+    Image.fromarray(a).save(path)
+    return path
+
+
+def _limited() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))  # 1 GiB of address space
+
+
+def predict(weights: Path, *args: str, stdin: object = subprocess.DEVNULL) -> tuple[int, str, str]:
+    """A real process under a 1 GiB address-space limit that must end within 20 s."""
+    res = subprocess.run(
+        [sys.executable, "-m", "mnist_infer", "predict", "--weights", str(weights), *args],
+        stdin=stdin,  # type: ignore[arg-type]
+        capture_output=True,
+        timeout=20,
+        preexec_fn=_limited,
+    )
+    return res.returncode, res.stdout.decode(errors="replace"), res.stderr.decode()
+
+
+def _paths(stdout: str) -> list[str]:
+    return [line.split("  ")[0] for line in stdout.splitlines()]
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A folder with a short path, as a Unix socket's address must be under 108 bytes."""
+    d = Path(tempfile.mkdtemp(prefix="mi-", dir="/tmp"))
+    yield d
+    for p in d.iterdir():
+        p.unlink()
+    d.rmdir()
+
+
+def _fifo(p: Path) -> None:
+    os.mkfifo(p)
+
+
+def _zero(p: Path) -> None:
+    p.symlink_to("/dev/zero")
+
+
+def _socket(p: Path) -> None:
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(p))
+    s.close()  # the socket file stays
+
+
+KINDS = {
+    "fifo": (_fifo, "is a named pipe (FIFO), expected an image file"),
+    "dev-zero": (_zero, "is a character device, expected an image file"),
+    "socket": (_socket, "is a socket, expected an image file"),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("how", ["given", "in-folder"])
+def test_non_regular_files_are_refused_unopened(
+    kind: str, how: str, short_dir: Path, weights: Path
+) -> None:
+    make, why = KINDS[kind]
+    good = [_digit_png(short_dir / "a.png"), _digit_png(short_dir / "c.png", 1)]
+    bad = short_dir / "b.png"
+    make(bad)
+    args = [str(short_dir)] if how == "in-folder" else [str(good[0]), str(bad), str(good[1])]
+    code, out, err = predict(weights, *args)
+    assert code == 5
+    assert err == f"Error: {bad}: {why}\n"
+    assert _paths(out) == [str(g) for g in good]
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path: Path, weights: Path) -> None:
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk used, nothing to read
+    good = _digit_png(tmp_path / "good.png")
+    code, out, err = predict(weights, str(big), str(good))
+    assert code == 5
+    size = f"{MAX_FILE_BYTES + 1:,} bytes"
+    assert err == f"Error: {big}: file too large ({size}; the limit is {LIMIT} bytes)\n"
+    assert _paths(out) == [str(good)]
+
+
+def test_endless_standard_input_is_capped(tmp_path: Path, weights: Path) -> None:
+    good = _digit_png(tmp_path / "good.png")
+    with open("/dev/zero", "rb") as zero:
+        code, out, err = predict(weights, "-", str(good), stdin=zero)
+    assert code == 5
+    assert err == f"Error: -: standard input too large (more than the limit of {LIMIT} bytes)\n"
+    assert _paths(out) == [str(good)]
+
+
+def test_standard_input_up_to_the_limit_is_read(
+    tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    png = _digit_png(tmp_path / "a.png").read_bytes()
+    monkeypatch.setattr("mnist_infer.predict.MAX_FILE_BYTES", len(png))
+    ok = CliRunner().invoke(cli, ["predict", "--weights", str(weights), "-"], input=png)
+    assert ok.exit_code == 0
+    over = CliRunner().invoke(cli, ["predict", "--weights", str(weights), "-"], input=png + b"\0")
+    assert over.exit_code == 5
+    assert over.stderr == (
+        f"Error: -: standard input too large (more than the limit of {len(png):,} bytes)\n"
+    )
+
+
+def test_the_longest_legal_names_work_with_save_preprocessed(tmp_path: Path, weights: Path) -> None:
+    stem = "é" * 100 + "x" * 51  # 251 bytes: with ".png", a name of 255 bytes, the most allowed
+    first, second = tmp_path / "one", tmp_path / "two"
+    first.mkdir()
+    second.mkdir()
+    names = [_digit_png(first / f"{stem}.png"), _digit_png(second / f"{stem}.png", 1)]
+    after = _digit_png(tmp_path / "after.png")
+    seen = tmp_path / "seen"
+    args = [*map(str, names), str(after), "--save-preprocessed", str(seen)]
+    code, out, err = predict(weights, *args)
+    assert code == 0, err
+    assert _paths(out) == [*map(str, names), str(after)]
+    shortened = os.fsdecode(os.fsencode(stem)[:249]) + "-2.png"  # 255 bytes again
+    assert sorted(p.name for p in seen.iterdir()) == sorted([f"{stem}.png", shortened, "after.png"])
+    assert err == f"Note: {names[1]}: saved as {seen / shortened} ({stem}.png was taken)\n"
+
+
+NAMES = {
+    "newline": ("two\nlines.png", "two\\nlines.png"),
+    "escape": ("\x1b[31mred.png", "\\033[31mred.png"),
+    "carriage-return": ("over\rwrite.png", "over\\rwrite.png"),
+    "tab": ("a\tb.png", "a\\tb.png"),
+    "backslash": ("back\\slash.png", "back\\\\slash.png"),
+    "c1-control": ("csi\x9bx.png", "csi\\302\\233x.png"),
+}
+
+
+@pytest.mark.parametrize("case", NAMES)
+def test_control_characters_in_names_are_escaped_in_text_only(
+    case: str, tmp_path: Path, weights: Path
+) -> None:
+    name, shown = NAMES[case]
+    p = _digit_png(tmp_path / name)
+    missing = tmp_path / ("gone-" + name)
+    base = ["predict", "--weights", str(weights)]
+    text = CliRunner().invoke(cli, [*base, str(p), str(missing)])
+    assert text.exit_code == 5
+    assert len(text.stdout.splitlines()) == 1
+    assert text.stdout.startswith(f"{tmp_path}/{shown}  ")
+    assert text.stderr == f"Error: {tmp_path}/gone-{shown}: no such file or directory\n"
+    js = CliRunner().invoke(cli, [*base, "--json", str(p), str(missing)])
+    assert [r["path"] for r in map(json.loads, js.stdout.splitlines())] == [str(p), str(missing)]
+    table = CliRunner().invoke(cli, [*base, "--csv", str(p), str(missing)])
+    rows = list(csv.reader(io.StringIO(table.stdout, newline="")))
+    assert [r[0] for r in rows[1:]] == [str(p), str(missing)]
+
+
+def test_show_out_on_a_full_disk_leaves_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache_dir: Path
+) -> None:
+    from mnist_infer.idx import write_idx
+
+    cache_dir.mkdir()
+    write_idx(cache_dir / "t10k-images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8))
+    write_idx(cache_dir / "t10k-labels-idx1-ubyte", np.array([4, 1, 2], np.uint8))
+
+    def full(self: object, fp: object, *args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    out = tmp_path / "new" / "digits"
+    res = CliRunner().invoke(cli, ["show", "--out", str(out)])
+    assert res.exit_code == 1
+    assert (
+        res.stderr == f"Error: cannot write {out}/test-00000-label4.png: No space left on device\n"
+    )
+    assert list(tmp_path.iterdir()) == [cache_dir]
