@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -665,21 +664,3 @@ def test_static_files_come_from_the_package() -> None:
     names = {p.name for p in STATIC.iterdir()}
     assert names >= {"index.html", "app.js", "style.css"}
     assert set(files) == {"/"} | {f"/static/{n}" for n in names}
-
-
-@pytest.mark.slow
-def test_the_wheel_carries_the_static_files(tmp_path: Path) -> None:
-    import zipfile
-
-    root = Path(__file__).resolve().parent.parent
-    out = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(root)],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, MNIST_INFER_NUMPY_ONLY="1"),
-    )
-    if out.returncode != 0:
-        pytest.skip(f"cannot build a wheel here: {out.stderr.strip().splitlines()[-1:]}")
-    (wheel,) = tmp_path.glob("*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    assert {f"mnist_infer/static/{p.name}" for p in STATIC.iterdir()} <= names
