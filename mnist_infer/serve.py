@@ -207,10 +207,17 @@ class Handler(BaseHTTPRequestHandler):
             msg = f"internal error ({type(err).__name__}: {err})"
             self.reply_json(HTTPStatus.INTERNAL_SERVER_ERROR, _json({"error": msg}))
 
+    def handle_expect_100(self) -> bool:
+        """Answer `Expect: 100-continue` with 413 at once for a body that would be refused."""
+        text = self.headers.get("Content-Length", "")
+        if text.isdigit() and int(text) > self.server.app.max_upload:
+            return True  # no "100 Continue": route answers 413 before any of the body comes
+        return super().handle_expect_100()
+
     def skip_body(self) -> None:
         """Read and drop a small unread body, so the connection can go on; else close it."""
         text = self.headers.get("Content-Length", "0")
-        if self.body_read or text == "0":
+        if self.body_read or self.close_connection or text == "0":
             return
         n = int(text) if text.strip().isdigit() else -1
         if "Transfer-Encoding" in self.headers or not 0 <= n <= 65536:

@@ -263,6 +263,19 @@ def test_body_over_the_limit_is_413(weights: Path) -> None:
         assert call(server, "POST", "/api/predict", mnist_like()[:1000]).status in (200, 400)
 
 
+@pytest.mark.parametrize(("length", "first"), [(1001, "413"), (1000, "100")])
+def test_expect_100_continue_is_refused_before_the_body(
+    weights: Path, length: int, first: str
+) -> None:
+    with running(weights, max_upload=1000) as server:
+        head = (
+            f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+            "Expect: 100-continue\r\n\r\n"
+        )
+        with _half_open(server, 1, head.encode())[0] as s:
+            assert s.recv(100).split(b" ")[1] == first.encode()
+
+
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
