@@ -216,9 +216,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def skip_body(self) -> None:
         """Read and drop a small unread body, so the connection can go on; else close it."""
-        text = self.headers.get("Content-Length", "0")
-        if self.body_read or self.close_connection or text == "0":
+        if self.body_read or self.close_connection:
             return
+        text = self.headers.get("Content-Length", "0")
         n = int(text) if text.strip().isdigit() else -1
         if "Transfer-Encoding" in self.headers or not 0 <= n <= 65536:
             self.close_connection = True

@@ -435,12 +435,21 @@ def test_one_connection_serves_many_requests(shipped: sv.Server) -> None:
             ("POST", "/api/predict", drawing()),
             ("POST", "/api/predict", b"not an image"),
             ("GET", "/nothing", None),
-            ("POST", "/api/info", b"{}"),  # 405 with a body: the connection ends cleanly
+            ("POST", "/api/info", b"{}"),  # 405 with a body: the body is skipped
             ("GET", "/api/info", None),
         ]
     ]
     c.close()
     assert statuses == [200, 200, 400, 404, 405, 200]
+
+
+def test_a_chunked_body_that_is_not_read_ends_the_connection(shipped: sv.Server) -> None:
+    status, headers, _ = raw_request(
+        shipped,
+        b"POST /nothing HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n",
+    )
+    assert (status, headers["Connection"]) == (404, "close")
 
 
 def test_concurrent_clients_get_their_own_answers(shipped: sv.Server) -> None:
