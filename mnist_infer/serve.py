@@ -210,7 +210,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_expect_100(self) -> bool:
         """Answer `Expect: 100-continue` with 413 at once for a body that would be refused."""
         text = self.headers.get("Content-Length", "")
-        if text.isdigit() and int(text) > self.server.app.max_upload:
+        if text.isdecimal() and int(text) > self.server.app.max_upload:
             return True  # no "100 Continue": route answers 413 before any of the body comes
         return super().handle_expect_100()
 
@@ -219,7 +219,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.body_read or self.close_connection:
             return
         text = self.headers.get("Content-Length", "0")
-        n = int(text) if text.strip().isdigit() else -1
+        n = int(text) if text.strip().isdecimal() else -1
         if "Transfer-Encoding" in self.headers or not 0 <= n <= 65536:
             self.close_connection = True
             return
@@ -257,7 +257,7 @@ class Handler(BaseHTTPRequestHandler):
                 " (chunked uploads are not supported)",
             )
         text = self.headers["Content-Length"]
-        n = int(text) if text.strip().isdigit() else -1
+        n = int(text) if text.strip().isdecimal() else -1
         if n < 0:
             self.close_connection = True
             raise _Reply(

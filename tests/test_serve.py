@@ -346,6 +346,11 @@ def test_anything_else_is_404(shipped: sv.Server, path: str, method: str) -> Non
             "bad Content-Length '-5', expected a byte count",
         ),
         (
+            b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n",
+            400,
+            "bad Content-Length '\xb2', expected a byte count",
+        ),
+        (
             b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
             400,
             "the request body ended after 3 of the 10 bytes announced",
