@@ -201,7 +201,7 @@ def test_an_unusable_file_shows_the_reason(page: Any) -> None:
     settled(page)
     status = page.locator("#status")
     assert status.text_content() == (
-        "request body: not an image (expected PNG, JPEG, BMP, GIF, TIFF or WebP)"
+        "notes.txt: not an image (expected PNG, JPEG, BMP, GIF, TIFF or WebP)"
     )
     assert "error" in status.get_attribute("class")
     assert page.text_content("#digit") == NO_DIGIT

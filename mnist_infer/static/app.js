@@ -171,6 +171,7 @@ async function send() {
   state.sent = performance.now();
   try {
     const blob = await body();
+    const name = state.file ? state.file.name : "Your drawing";
     const res = await fetch("/api/predict", { method: "POST", body: blob });
     const data = await res.json();
     if (!state.ink) return; // cleared meanwhile
@@ -180,7 +181,7 @@ async function send() {
       status.classList.remove("error");
     } else {
       showEmpty();
-      status.textContent = data.error;
+      status.textContent = data.error.replace(/^request body: /, `${name}: `);
       status.classList.add("error");
     }
   } catch (err) {
