@@ -172,6 +172,11 @@ def main() -> None:
             server.kill()
             server.wait()
     result["target"] = TARGET
+    result["meets_target"] = (
+        result.get("failures") == 0
+        and result.get("requests_per_s", 0) >= TARGET["requests_per_s"]
+        and result.get("p99_ms", float("inf")) <= TARGET["p99_ms"]
+    )
     result["cpus"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     print(json.dumps(result, indent=2))
 

@@ -899,6 +899,12 @@ def _byte_size(ctx: click.Context, param: click.Parameter, value: str) -> int:
 @weights_option("Weights file (.pkl or .npz)  [default: the shipped weights].")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Processes serving requests, each with its own threads  [default: one per CPU, at"
+    " most 4].",
+)
+@click.option(
     "--max-upload",
     default="10M",
     show_default=True,
@@ -906,7 +912,12 @@ def _byte_size(ctx: click.Context, param: click.Parameter, value: str) -> int:
     help="Largest image accepted by /api/predict, in bytes or with K or M (KiB, MiB).",
 )
 def serve(
-    host: str, port: int, weights_path: Path | None, open_browser: bool, max_upload: int
+    host: str,
+    port: int,
+    weights_path: Path | None,
+    open_browser: bool,
+    workers: int | None,
+    max_upload: int,
 ) -> None:
     """Serve the draw-a-digit page and a JSON API (/api/info, POST /api/predict).
 
@@ -942,5 +953,5 @@ def serve(
         import webbrowser
 
         webbrowser.open(server.url)
-    name = sv.serve_until_stopped(server)
+    name = sv.serve_until_stopped(server, workers or sv.default_workers())
     click.echo(f"Stopped ({name}).", err=True)

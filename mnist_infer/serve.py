@@ -362,6 +362,7 @@ class Server(ThreadingHTTPServer):
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.app = app
+        self.parent: int | None = None  # in a forked worker: the serving process
         self.timeout_s = timeout
         self.max_connections = max_connections
         self._open = 0
@@ -401,6 +402,11 @@ class Server(ThreadingHTTPServer):
             with self._lock:
                 self._open -= 1
 
+    def service_actions(self) -> None:
+        # Called by serve_forever every poll: a worker whose parent is gone stops serving.
+        if self.parent is not None and os.getppid() != self.parent:
+            os._exit(0)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], OSError):  # the client went away: nothing to say
             return
@@ -435,6 +441,11 @@ def _ints(a: np.ndarray) -> str:
     """JSON for a 2-D uint8 array, twice as fast as json.dumps on its list."""
     rows = ["[" + ",".join([_INTS[v] for v in row]) + "]" for row in a.tolist()]
     return "[" + ",".join(rows) + "]"
+
+
+def default_workers() -> int:
+    """Serving processes: one per CPU, at most 4."""
+    return min(_cpus(), 4)
 
 
 def _json(obj: object) -> bytes:
@@ -482,8 +493,13 @@ def is_local(host: str) -> bool:
         return False
 
 
-def serve_until_stopped(server: Server) -> str:
-    """Serve until SIGINT (Ctrl-C) or SIGTERM, then stop within a second; returns its name."""
+def serve_until_stopped(server: Server, workers: int = 1) -> str:
+    """Serve until SIGINT (Ctrl-C) or SIGTERM, then stop within a second; returns its name.
+
+    With workers > 1 (where processes can fork), that many processes serve: this one and
+    copies forked from it, each taking connections from the same listening socket, each with
+    its own threads. One Python process does about one core's worth of work (the GIL).
+    """
     got: list[int] = []
     stop = threading.Event()
 
@@ -491,6 +507,7 @@ def serve_until_stopped(server: Server) -> str:
         got.append(signum)
         stop.set()
 
+    children = _fork_workers(server, workers - 1) if hasattr(os, "fork") else []
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     thread = threading.Thread(target=server.serve_forever, args=(0.2,), daemon=True)
     thread.start()
@@ -499,7 +516,33 @@ def serve_until_stopped(server: Server) -> str:
             pass
     finally:
         server.shutdown()  # the loop polls every 0.2 s; open connections' threads are daemons
+        for pid in children:
+            os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            os.waitpid(pid, 0)
         server.server_close()
         for s, handler in old.items():
             signal.signal(s, handler)
     return signal.Signals(got[0]).name
+
+
+def _fork_workers(server: Server, n: int) -> list[int]:
+    """Fork n copies of this process that serve on the same socket; their process ids."""
+    # Processes race for each new connection: the losers must not wait in accept().
+    server.socket.setblocking(False)
+    parent = os.getpid()
+    children = []
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                # Ctrl-C reaches every process of the terminal: the parent alone acts on it,
+                # and ends its workers with SIGTERM, which ends them at once.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                server.parent = parent
+                server.serve_forever(0.2)
+            finally:
+                os._exit(0)
+        children.append(pid)
+    return children

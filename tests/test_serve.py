@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -567,12 +568,13 @@ def test_bodies_in_memory_have_a_budget(weights: Path) -> None:
 # --- the command ---------------------------------------------------------------------------
 
 
-def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
+def _start(*args: str, **popen: Any) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "mnist_infer", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        **popen,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -580,9 +582,48 @@ def _start(*args: str) -> tuple[subprocess.Popen[str], str]:
     return proc, line.split()[2]
 
 
+def _workers(pid: int, n: int) -> list[int]:
+    """The n child processes of pid (Linux), once it has forked them."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            found = [int(c) for c in f.read().split()]
+        if len(found) >= n:
+            return found
+        time.sleep(0.05)
+    return found
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _gone(pid: int, within: float = 5.0) -> bool:
+    """True once pid has exited (a zombie nobody reaps counts as exited)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+needs_proc = pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
+
+
 @pytest.mark.parametrize(("sig", "name"), [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")])
-def test_the_command_serves_and_stops_on_a_signal(sig: signal.Signals, name: str) -> None:
-    proc, url = _start()
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_command_serves_and_stops_on_a_signal(
+    sig: signal.Signals, name: str, workers: str
+) -> None:
+    proc, url = _start("--workers", workers)
     try:
         host, port = url.removeprefix("http://").rstrip("/").split(":")
         assert host == "127.0.0.1"
@@ -598,6 +639,48 @@ def test_the_command_serves_and_stops_on_a_signal(sig: signal.Signals, name: str
     assert proc.returncode == 0
     assert took < 2, f"took {took:.2f} s"
     assert (out, err) == ("", f"Stopped ({name}).\n")
+
+
+@needs_proc
+def test_workers_share_the_socket_and_stop_with_the_server() -> None:
+    # Its own session: Ctrl-C in a terminal reaches every process of the group.
+    proc, url = _start("--workers", "3", start_new_session=True)
+    try:
+        children = _workers(proc.pid, 2)
+        assert len(children) == 2
+        host, port = url.removeprefix("http://").rstrip("/").split(":")
+        pids = [proc.pid, *children]
+        before = [_cpu_ticks(p) for p in pids]
+        for _ in range(150):  # new connections go to whichever process accepts first
+            c = http.client.HTTPConnection(host, int(port), timeout=10)
+            c.request("POST", "/api/predict", body=drawing())
+            r = c.getresponse()
+            assert (r.status, json.loads(r.read())["digit"]) == (200, 7)
+            c.close()
+        busy = [_cpu_ticks(p) - b for p, b in zip(pids, before, strict=True)]
+        assert sum(t > 0 for t in busy) >= 2, busy
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert (proc.returncode, err) == (0, "Stopped (SIGINT).\n")
+    assert all(_gone(pid, 0) for pid in children)
+
+
+@needs_proc
+def test_workers_stop_when_the_server_is_killed() -> None:
+    proc, _ = _start("--workers", "2")
+    try:
+        (child,) = _workers(proc.pid, 1)
+        proc.kill()
+        proc.wait()
+        assert _gone(child), "the worker kept serving without its parent"
+    finally:
+        proc.kill()
+
+
+def test_default_workers() -> None:
+    assert 1 <= sv.default_workers() <= 4
 
 
 def test_a_host_others_can_reach_gets_a_warning() -> None:
@@ -627,8 +710,9 @@ def no_serving(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The command runs up to serving, which then returns at once; what it got is kept."""
     seen: dict[str, Any] = {}
 
-    def serve_until_stopped(server: sv.Server) -> str:
+    def serve_until_stopped(server: sv.Server, workers: int = 1) -> str:
         seen["server"] = server
+        seen["workers"] = workers
         server.server_close()
         return "SIGTERM"
 
@@ -644,6 +728,7 @@ def test_max_upload_sizes(no_serving: dict[str, Any], value: str, size: int) -> 
     res = CliRunner().invoke(cli, ["serve", "--port", "0", "--max-upload", value])
     assert res.exit_code == 0, res.output
     assert no_serving["server"].app.max_upload == size
+    assert no_serving["workers"] == sv.default_workers()
     assert "opened" not in no_serving
 
 
