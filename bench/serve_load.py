@@ -7,7 +7,8 @@ in a process of its own (this script with --client), so the two compete for the 
 browser and the server would. Each client thread keeps one HTTP/1.1 connection open and sends
 its next request as soon as the answer is in. After one second of warm-up, every request's
 time is recorded for --seconds. Prints one JSON dict: requests/s, p50/p99/max latency (ms),
-failures, the server's peak memory, and how long it took to stop on SIGTERM.
+failures, CPU time per request (the server's processes, the client), each server process's
+peak memory, how long the server took to stop on SIGTERM, and whether the target was met.
 """
 
 from __future__ import annotations
@@ -116,6 +117,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def workers(pid: int) -> list[int]:
+    """The server's worker processes (its children; Linux)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
 def peak_rss_mib(pid: int) -> float | None:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -151,18 +161,24 @@ def main() -> None:
         if not line.startswith("Serving on "):
             raise SystemExit(f"the server did not start: {line!r}")
         url = line.split()[2]
-        rss_idle = peak_rss_mib(server.pid)
-        cpu = cpu_seconds(server.pid)
+        time.sleep(0.5)  # the worker processes are forked after the URL is printed
+        pids = [server.pid, *workers(server.pid)]
+        rss_idle = [peak_rss_mib(p) for p in pids]
+        cpu = sum(cpu_seconds(p) for p in pids)
         load = subprocess.run(
             [sys.executable, __file__, "--client", url, "--clients", str(args.clients),
              "--seconds", str(args.seconds), "--warmup", str(args.warmup)],
             capture_output=True, text=True, check=True, env=env,
         )  # fmt: skip
         result = json.loads(load.stdout)
-        cpu = cpu_seconds(server.pid) - cpu
+        cpu = sum(cpu_seconds(p) for p in pids) - cpu
         total = max(result.get("all_requests", 0), 1)
         result["server_cpu_ms_per_request"] = round(cpu * 1000 / total, 3)
-        result["server_peak_rss_mib"] = {"idle": rss_idle, "after_load": peak_rss_mib(server.pid)}
+        result["server_processes"] = len(pids)
+        result["server_peak_rss_mib"] = {
+            "idle": rss_idle,
+            "after_load": [peak_rss_mib(p) for p in pids],
+        }
         a = time.perf_counter()
         server.send_signal(signal.SIGTERM)
         result["exit_code_on_sigterm"] = server.wait(timeout=10)
