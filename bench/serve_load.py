@@ -142,6 +142,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--workers", help="passed on to `serve --workers` (default: its default)")
     ap.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)  # run as the client
     args = ap.parse_args()
     if args.client:
@@ -150,7 +151,8 @@ def main() -> None:
 
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     server = subprocess.Popen(
-        [sys.executable, "-m", "mnist_infer", "serve", "--port", "0"],
+        [sys.executable, "-m", "mnist_infer", "serve", "--port", "0"]
+        + (["--workers", args.workers] if args.workers else []),
         stdout=subprocess.PIPE,
         text=True,
         env=env,

@@ -901,8 +901,10 @@ def _byte_size(ctx: click.Context, param: click.Parameter, value: str) -> int:
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    help="Processes serving requests, each with its own threads  [default: one per CPU, at"
-    " most 4].",
+    default=1,
+    show_default=True,
+    help="Processes serving requests, each with its own threads; a second one helps where a"
+    " core is free.",
 )
 @click.option(
     "--max-upload",
@@ -916,7 +918,7 @@ def serve(
     port: int,
     weights_path: Path | None,
     open_browser: bool,
-    workers: int | None,
+    workers: int,
     max_upload: int,
 ) -> None:
     """Serve the draw-a-digit page and a JSON API (/api/info, POST /api/predict).
@@ -953,5 +955,5 @@ def serve(
         import webbrowser
 
         webbrowser.open(server.url)
-    name = sv.serve_until_stopped(server, workers or sv.default_workers())
+    name = sv.serve_until_stopped(server, workers)
     click.echo(f"Stopped ({name}).", err=True)

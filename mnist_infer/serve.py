@@ -363,6 +363,9 @@ class Server(ThreadingHTTPServer):
     ) -> None:
         self.app = app
         self.parent: int | None = None  # in a forked worker: the serving process
+        self.loads: Any = None  # with workers: each one's open connections, shared
+        self.slot = 0  # this process's place in loads
+        self._waited = 0.0
         self.timeout_s = timeout
         self.max_connections = max_connections
         self._open = 0
@@ -384,11 +387,24 @@ class Server(ThreadingHTTPServer):
         host, port = str(self.server_address[0]), self.server_address[1]
         return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
+    def get_request(self) -> tuple[Any, Any]:
+        # Workers share the socket: one with more open connections than another leaves a
+        # new one to it (for up to 50 ms), so keep-alive clients spread evenly.
+        if self.loads is not None and self._open > min(self.loads):
+            now = time.monotonic()
+            self._waited = self._waited or now
+            if now - self._waited < 0.05:
+                time.sleep(0.001)
+                raise BlockingIOError
+        self._waited = 0.0
+        return super().get_request()
+
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:
             full = self._open >= self.max_connections
             if not full:
                 self._open += 1
+                self._publish()
         if full:
             _refuse(request)
             self.shutdown_request(request)
@@ -401,6 +417,11 @@ class Server(ThreadingHTTPServer):
         finally:
             with self._lock:
                 self._open -= 1
+                self._publish()
+
+    def _publish(self) -> None:
+        if self.loads is not None:
+            self.loads[self.slot] = self._open
 
     def service_actions(self) -> None:
         # Called by serve_forever every poll: a worker whose parent is gone stops serving.
@@ -441,11 +462,6 @@ def _ints(a: np.ndarray) -> str:
     """JSON for a 2-D uint8 array, twice as fast as json.dumps on its list."""
     rows = ["[" + ",".join([_INTS[v] for v in row]) + "]" for row in a.tolist()]
     return "[" + ",".join(rows) + "]"
-
-
-def default_workers() -> int:
-    """Serving processes: one per CPU, at most 4."""
-    return min(_cpus(), 4)
 
 
 def _json(obj: object) -> bytes:
@@ -530,11 +546,15 @@ def _fork_workers(server: Server, n: int) -> list[int]:
     """Fork n copies of this process that serve on the same socket; their process ids."""
     # Processes race for each new connection: the losers must not wait in accept().
     server.socket.setblocking(False)
+    import mmap
+
+    server.loads = memoryview(mmap.mmap(-1, 4 * (n + 1))).cast("i")  # shared with the forks
     parent = os.getpid()
     children = []
-    for _ in range(n):
+    for i in range(1, n + 1):
         pid = os.fork()
         if pid == 0:
+            server.slot = i
             try:
                 # Ctrl-C reaches every process of the terminal: the parent alone acts on it,
                 # and ends its workers with SIGTERM, which ends them at once.

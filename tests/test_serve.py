@@ -594,6 +594,11 @@ def _workers(pid: int, n: int) -> list[int]:
     return found
 
 
+def _threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
 def _cpu_ticks(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -642,6 +647,28 @@ def test_the_command_serves_and_stops_on_a_signal(
 
 
 @needs_proc
+def test_workers_take_equal_shares_of_keep_alive_connections() -> None:
+    proc, url = _start("--workers", "2")
+    try:
+        (child,) = _workers(proc.pid, 1)
+        host, port = url.removeprefix("http://").rstrip("/").split(":")
+        conns = []
+        for _ in range(8):
+            c = http.client.HTTPConnection(host, int(port), timeout=10)
+            c.request("GET", "/api/info")
+            assert c.getresponse().read()
+            conns.append(c)
+        time.sleep(0.2)
+        # one thread per open connection; the server also has its main and accepting threads
+        assert (_threads(proc.pid) - 2, _threads(child) - 1) == (4, 4)
+        for c in conns:
+            c.close()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+@needs_proc
 def test_workers_share_the_socket_and_stop_with_the_server() -> None:
     # Its own session: Ctrl-C in a terminal reaches every process of the group.
     proc, url = _start("--workers", "3", start_new_session=True)
@@ -677,10 +704,6 @@ def test_workers_stop_when_the_server_is_killed() -> None:
         assert _gone(child), "the worker kept serving without its parent"
     finally:
         proc.kill()
-
-
-def test_default_workers() -> None:
-    assert 1 <= sv.default_workers() <= 4
 
 
 def test_a_host_others_can_reach_gets_a_warning() -> None:
@@ -728,7 +751,7 @@ def test_max_upload_sizes(no_serving: dict[str, Any], value: str, size: int) -> 
     res = CliRunner().invoke(cli, ["serve", "--port", "0", "--max-upload", value])
     assert res.exit_code == 0, res.output
     assert no_serving["server"].app.max_upload == size
-    assert no_serving["workers"] == sv.default_workers()
+    assert no_serving["workers"] == 1
     assert "opened" not in no_serving
 
 
