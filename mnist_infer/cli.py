@@ -222,7 +222,7 @@ def download(
       mnist-infer download
       mnist-infer download --split test --mirror ~/mnist-copy --json
     """
-    from mnist_infer.dataset import FILES, select
+    from mnist_infer.catalog import FILES, select
     from mnist_infer.download import Result, fetch
     from mnist_infer.errors import UsageError
 
@@ -256,8 +256,8 @@ def download(
     short_help="Measure the accuracy of a weights file on an MNIST split.", epilog=EXIT_CODES
 )
 @weights_option(
-    "Weights file: the textbook's pickled dict (.pkl) or .npz  [default: the shipped"
-    " weights/mnist-mlp-784-50-100-10.pkl]."
+    "Weights file: the textbook's pickled dict (.pkl) or .npz, a regular file of at most"
+    " 256 MiB  [default: the shipped weights/mnist-mlp-784-50-100-10.pkl]."
 )
 @click.option(
     "--batch-size",
@@ -387,7 +387,8 @@ def evaluate(
 def info(weights_path: Path | None, as_json: bool, quiet: bool) -> None:
     """Describe a weights file: layers, dtype, parameter count, SHA-256 and metadata.
 
-    WEIGHTS defaults to $MNIST_INFER_WEIGHTS, else the shipped weights. --json prints
+    WEIGHTS (a .pkl or .npz, a regular file of at most 256 MiB) defaults to
+    $MNIST_INFER_WEIGHTS, else the shipped weights. --json prints
     {"path", "format", "layers", "shapes", "dtypes", "parameters", "sha256", "metadata",
     "metadata_error"}.
 
@@ -442,7 +443,7 @@ def info(weights_path: Path | None, as_json: bool, quiet: bool) -> None:
 
 @cli.command(short_help="Predict the digit in each of your own image files.", epilog=EXIT_CODES)
 @click.argument("inputs", nargs=-1, required=True, metavar="FILE_OR_FOLDER...")
-@weights_option("Weights file (.pkl or .npz)  [default: the shipped weights].")
+@weights_option("Weights file (.pkl or .npz, at most 256 MiB)  [default: the shipped weights].")
 @click.option("--recursive", "-r", is_flag=True, help="Also take images in subfolders.")
 @click.option(
     "--invert",

@@ -6,18 +6,26 @@ import gzip
 import hashlib
 import os
 import re
+import socket
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
-from mnist_infer.dataset import FileSpec, resolve_cache_dir, select
-from mnist_infer.errors import IntegrityError, MnistInferError, NetworkError, UsageError
+from mnist_infer.catalog import FileSpec, resolve_cache_dir, select, verified
+from mnist_infer.errors import (
+    InputFileError,
+    IntegrityError,
+    MnistInferError,
+    NetworkError,
+    UsageError,
+)
 from mnist_infer.idx import GZIP_MAGIC
 
 if TYPE_CHECKING:
@@ -29,6 +37,7 @@ DEFAULT_MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 MIRRORS_ENV = "MNIST_INFER_MIRRORS"
+HEAD_TIMEOUT = 30.0  # seconds for connecting, the status line and the headers together
 PART_SUFFIX = ".part"
 _CHUNK = 1 << 16
 
@@ -50,12 +59,21 @@ class Result:
 
 
 class _Failed(Exception):
-    """One mirror failed for one file; `delivered` means it sent a whole file that was wrong."""
+    """One mirror failed for one file; `delivered` means it sent a whole file that was wrong,
+    `unreadable` that a file in a mirror folder could not be read."""
 
-    def __init__(self, reason: str, *, transient: bool = False, delivered: bool = False) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        transient: bool = False,
+        delivered: bool = False,
+        unreadable: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.transient = transient
         self.delivered = delivered
+        self.unreadable = unreadable
 
 
 def default_mirrors() -> list[str]:
@@ -76,6 +94,7 @@ def fetch(
     retries: int = 3,
     backoff: float = 0.5,
     min_speed: tuple[float, float] = (1000.0, 30.0),
+    head_timeout: float | None = None,
     report: Callable[[Result], None] | None = None,
 ) -> list[Result]:
     """Make the split's files present and verified in the cache; return one Result per file.
@@ -86,9 +105,10 @@ def fetch(
     each mirror is tried in order; transient errors (connection, timeout, HTTP 5xx/429) are
     retried `retries` times with exponential `backoff`. A mirror that sends fewer than
     `min_speed[0]` bytes/s for `min_speed[1]` seconds is given up for the next (as curl's
-    --speed-limit and --speed-time do). A file is accepted when its
-    decompressed bytes match the pinned size and SHA-256, whether the mirror serves it
-    gzipped or not.
+    --speed-limit and --speed-time do), and so is one whose response head (connecting, the
+    status line and the headers) takes over `head_timeout` seconds (default HEAD_TIMEOUT).
+    A file is accepted when its decompressed bytes match the pinned size and SHA-256,
+    whether the mirror serves it gzipped or not.
 
     Failure rule: if every mirror delivered a complete file and each failed verification
     (wrong size, checksum mismatch, undecodable gzip), raise IntegrityError (exit 4);
@@ -124,10 +144,11 @@ def fetch(
         retries=retries,
         backoff=backoff,
         min_speed=min_speed,
+        head_timeout=HEAD_TIMEOUT if head_timeout is None else head_timeout,
     )
     with _locked(cache, quiet), fetcher as f:
         _remove_partials(cache)
-        good = {s.name for s in specs if _matches(cache / s.name, s)}
+        good = {s.name for s in specs if verified(cache / s.name, s, trust_stamp=False)}
         for spec in specs:  # bad entries go first: a failed fetch leaves none behind
             if spec.name not in good:
                 _remove_entry(cache / spec.name)
@@ -154,7 +175,7 @@ def _present(cache: Path, specs: list[FileSpec]) -> list[Result] | None:
     results = []
     for spec in specs:
         target = cache / spec.name
-        if not _matches(target, spec):
+        if not verified(target, spec, trust_stamp=False):
             return None
         results.append(Result(spec.name, target, str(target), spec.size, cached=True))
     return results
@@ -175,11 +196,12 @@ class _Fetcher:
         retries: int,
         backoff: float,
         min_speed: tuple[float, float],
+        head_timeout: float,
     ) -> None:
         self.cache, self.bases, self.names, self.progress = cache, bases, names, progress
         self.say = say  # for notes while the user waits
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
-        self.min_speed = min_speed
+        self.min_speed, self.head_timeout = min_speed, head_timeout
         self.failed: set[str] = set()
         self._session: requests.Session | None = None
 
@@ -237,11 +259,17 @@ class _Fetcher:
         from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
         if self._session is None:
-            self._session = requests.Session()
+            self._session = _session()
         # A gzip of incompressible data is a little larger than the data itself.
         limit = max(spec.gz_size, spec.size + spec.size // 64 + 1024)
         try:
+            _head.deadline = time.monotonic() + self.head_timeout
+            _head.reason = (
+                "no complete response head (status line and headers)"
+                f" within {self.head_timeout:g} s"
+            )
             with self._session.get(url, stream=True, timeout=self.timeout) as r:
+                _head.deadline = None
                 if r.status_code != 200:
                     transient = r.status_code >= 500 or r.status_code == 429
                     raise _Failed(f"HTTP {r.status_code} {r.reason}", transient=transient)
@@ -267,6 +295,8 @@ class _Fetcher:
         except HTTPError as e:  # from the body, read through urllib3 directly
             transient = isinstance(e, ProtocolError | ReadTimeoutError)
             raise _Failed(self._describe(e), transient=transient) from None
+        finally:
+            _head.deadline = None
 
     def _describe(self, e: Exception) -> str:
         import requests
@@ -275,6 +305,81 @@ class _Fetcher:
         if isinstance(e, requests.Timeout) or "timed out" in text.lower():
             return f"timed out (connect {self.timeout[0]:g} s, read {self.timeout[1]:g} s)"
         return text
+
+
+# The deadline of the response head being read in this thread, and what to say when it passes.
+_head = threading.local()
+
+
+def _session() -> requests.Session:
+    """A requests session whose connections give up a response head at `_head.deadline`.
+
+    The read timeout only bounds the wait for each piece: a server that sends its status
+    line and headers a byte every few seconds would hold the download for ever. A timer
+    shuts the socket at the deadline, which ends the blocked read at once.
+    """
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+    from urllib3.poolmanager import ProxyManager
+
+    class Deadline:
+        sock: socket.socket | None
+
+        def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+            deadline, sock = getattr(_head, "deadline", None), self.sock
+            if deadline is None or sock is None:
+                return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+            passed = threading.Event()
+
+            def expire() -> None:
+                passed.set()
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+            timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
+            timer.daemon = True
+            timer.start()
+            try:
+                response = super().getresponse(*args, **kwargs)  # type: ignore[misc]
+            except Exception:
+                if passed.is_set():
+                    raise _Failed(_head.reason) from None
+                raise
+            finally:
+                timer.cancel()
+            if passed.is_set():
+                raise _Failed(_head.reason)
+            return response
+
+    class HTTPConn(Deadline, HTTPConnection):
+        pass
+
+    class HTTPSConn(Deadline, HTTPSConnection):
+        pass
+
+    class HTTPPool(HTTPConnectionPool):
+        ConnectionCls = HTTPConn
+
+    class HTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = HTTPSConn
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(proxy, **kwargs)
+            if type(manager) is ProxyManager:  # an HTTP(S) proxy; SOCKS has pools of its own
+                manager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+            return manager
+
+    session = requests.Session()
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, Adapter())
+    return session
 
 
 def _arriving(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
@@ -340,14 +445,18 @@ def _from_folder(folder: Path, spec: FileSpec, cache: Path) -> str:
     found = [p for p in (folder / spec.gz_name, folder / spec.name) if p.is_file()]
     if not found:
         raise _Failed(f"neither {spec.gz_name} nor {spec.name} is in {folder}")
-    reasons = []
+    failures = []
     for p in found:
         try:
             _install(p, spec, cache)
             return str(p)
         except _Failed as e:
-            reasons.append(f"{p.name}: {e}")
-    raise _Failed("; ".join(reasons), delivered=True)
+            failures.append(e if e.unreadable else _Failed(f"{p.name}: {e}", delivered=True))
+    raise _Failed(
+        "; ".join(map(str, failures)),
+        delivered=all(e.delivered for e in failures),
+        unreadable=all(e.unreadable for e in failures),
+    )
 
 
 def _install(src: Path, spec: FileSpec, cache: Path) -> None:
@@ -356,7 +465,7 @@ def _install(src: Path, spec: FileSpec, cache: Path) -> None:
         with open(src, "rb") as f:
             _install_from(f, spec, cache)
     except OSError as e:
-        raise _Failed(f"cannot read {src}: {e.strerror or e}") from None
+        raise _Failed(f"cannot read {src}: {e.strerror or e}", unreadable=True) from None
 
 
 def _install_from(f: BinaryIO, spec: FileSpec, cache: Path) -> None:
@@ -402,24 +511,18 @@ def _read(stream: BinaryIO | gzip.GzipFile) -> bytes:
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise _Failed(f"undecodable gzip data ({e})", delivered=True) from None
     except OSError as e:  # the disk, not the data
-        raise _Failed(f"read error: {e.strerror or e}") from None
-
-
-def _matches(path: Path, spec: FileSpec) -> bool:
-    """True if the cached `path` has the pinned size and SHA-256."""
-    try:
-        if path.stat().st_size != spec.size:
-            return False
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest() == spec.sha256
-    except OSError:
-        return False
+        raise _Failed(f"read error: {e.strerror or e}", unreadable=True) from None
 
 
 def _all_failed(
     spec: FileSpec, failures: list[tuple[str, _Failed]], names: list[str], cache: Path
 ) -> MnistInferError:
     tried = "; ".join(f"{base} -> {e}" for base, e in failures)
+    if all(e.unreadable for _, e in failures):
+        return InputFileError(
+            f"could not read {spec.gz_name} from any mirror ({tried});"
+            " make the file readable or pass another --mirror"
+        )
     if all(e.delivered for _, e in failures):
         return IntegrityError(
             f"{spec.name}: no mirror delivered the expected data ({tried});"

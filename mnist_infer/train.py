@@ -266,7 +266,8 @@ def train(
     `on_note` is told where a resumed run continues; unless quiet (default: not progress),
     a first-use download says so on standard error.
     """
-    from mnist_infer.dataset import data_hashes, load_arrays
+    from mnist_infer.catalog import data_hashes
+    from mnist_infer.dataset import load_arrays
     from mnist_infer.files import writable_folder
     from mnist_infer.weights import PICKLE_SUFFIXES, file_sha256, save_weights
 

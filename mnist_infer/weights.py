@@ -5,10 +5,13 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import reprlib
-from collections.abc import Mapping
+import stat
+import struct
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any, NamedTuple, NoReturn
+from typing import IO, Any, ClassVar, NamedTuple, NoReturn
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -21,10 +24,18 @@ OUTPUTS = 10
 DEFAULT_NAME = "mnist-mlp-784-50-100-10.pkl"
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_SUFFIXES = (".pkl", ".pickle")
-MAX_NPZ_BYTES = 2**30
+# Far above any MLP of this kind (784-50-100-10 takes 180 KB), far below what hurts a machine.
+MAX_WEIGHTS_BYTES = 256 * 2**20
+MAX_NPZ_BYTES = MAX_WEIGHTS_BYTES  # the arrays of an .npz, uncompressed
+MAX_NPZ_ENTRIES = 10_000
+MAX_METADATA_BYTES = 2**20  # the JSON beside a weights file
 
 
 # --- safe unpickling -----------------------------------------------------------
+
+# A dict of numpy arrays takes a few dozen operations per array; anything near this many is
+# built to make the loader work or allocate, not to hold weights.
+MAX_PICKLE_OPS = 100_000
 
 
 class _Refused(Exception):
@@ -45,115 +56,390 @@ class _NdarrayName:
 
 
 _NDARRAY = _NdarrayName()
+# Numeric kinds only: b bool, i/u integers, f floats, c complex, with numpy's item sizes.
+_DTYPE_DESCRIPTION = re.compile(r"b1|[iu][1248]|f(?:2|4|8|12|16)|c(?:8|16|24|32)")
 
 
-def _plain_dtype(dtype: Any) -> np.dtype:
-    """A fresh copy of a dtype, refused if it holds Python objects.
+def _not_numeric(desc: object) -> _Refused:
+    return _Refused(
+        f"dtype {_show(desc)} is not allowed (a weights pickle may only hold arrays of"
+        " bool, integer, float or complex numbers)"
+    )
 
-    Pickled dtypes are rebuilt by dtype.__setstate__, which accepts any internal flags:
-    forged ones make numpy read pointers from the file's bytes (crashes, leaked addresses),
-    as do object arrays whose list of items is shorter than their shape.
+
+class _Dtype:
+    """A pickled numpy.dtype, kept as its plain description until an array needs it.
+
+    numpy's dtype.__setstate__ accepts any internal flags: forged ones make numpy read
+    pointers from the file's bytes or crash. So no pickled state ever reaches numpy: the
+    state may only say what numpy writes for a plain numeric dtype, and `rebuild` makes a
+    fresh dtype from the allow-listed description and byte order.
     """
-    dt = np.dtype(np.dtype(dtype).str)
-    if dt.hasobject:
-        raise _Refused(
-            "arrays of Python objects are not allowed (a weights pickle may only rebuild"
-            " numeric arrays)"
-        )
-    return dt
+
+    __slots__ = ("built", "byteorder", "desc")
+
+    def __init__(self, desc: str) -> None:
+        self.desc, self.byteorder, self.built = desc, "=", False
+
+    def setstate(self, state: object) -> None:
+        if self.built:
+            raise _Refused("setting a dtype's state twice is not allowed")
+        self.built = True
+        # What numpy writes for a plain numeric dtype: version 3, byte order, no sub-array,
+        # no fields, no item size or alignment of its own, no flags.
+        if not (
+            isinstance(state, tuple)
+            and len(state) == 8
+            and state[0] == 3
+            and state[1] in ("<", ">", "|", "=")
+            and state[2:5] == (None, None, None)
+            and state[5:] == (-1, -1, 0)
+        ):
+            raise _Refused(
+                f"the state of dtype {self.desc!r} is not that of a plain numeric dtype"
+                f" (expected (3, byte order, None, None, None, -1, -1, 0), found"
+                f" {_show(state)})"
+            )
+        self.byteorder = state[1]
+
+    def rebuild(self) -> np.dtype:
+        dt = np.dtype(self.desc)
+        if self.byteorder in "<>":
+            return dt.newbyteorder("<" if self.byteorder == "<" else ">")
+        return dt
+
+
+class _DtypeName:
+    """What a pickle gets for numpy.dtype: a call makes a _Dtype of an allow-listed kind."""
+
+    __slots__ = ()
+
+    def __call__(self, desc: object, align: object = False, copy: object = True) -> _Dtype:
+        if not (isinstance(desc, str) and _DTYPE_DESCRIPTION.fullmatch(desc)):
+            raise _not_numeric(desc)
+        try:
+            np.dtype(desc)
+        except TypeError:  # e.g. f12 where long double takes 16 bytes
+            raise _not_numeric(desc) from None
+        if align not in (False, 0) or copy not in (True, False, 0, 1):
+            raise _Refused(
+                "numpy.dtype is only allowed with align=False and copy a bool, found"
+                f" {_show(align)} and {_show(copy)}"
+            )
+        return _Dtype(desc)
+
+
+_DTYPE = _DtypeName()
+
+
+def _dtype(obj: object) -> np.dtype:
+    """The fresh numpy dtype that a pickled dtype stands for."""
+    if not isinstance(obj, _Dtype):
+        raise _not_numeric(obj)
+    return obj.rebuild()
 
 
 class _Array(np.ndarray):
-    """What _reconstruct makes, so that BUILD checks the dtype before numpy sets the data.
+    """What _reconstruct makes: BUILD may set its state once; _plain hands out a plain view."""
 
-    _from_pickle hands out plain np.ndarray views of these.
+    built = False
+
+
+def _shape_of(shape: object) -> tuple[int, ...]:
+    if not (
+        isinstance(shape, tuple)
+        and len(shape) <= 32
+        and all(type(n) is int and n >= 0 for n in shape)
+    ):
+        raise _Refused(f"an array's shape must be a tuple of sizes, found {_show(shape)}")
+    return shape
+
+
+def _nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    n = dtype.itemsize
+    for d in shape:
+        n *= d
+    return n
+
+
+class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can be checked
+    """An unpickler that never runs code and allocates within a budget.
+
+    Globals resolve only to an allow-list of checked stand-ins for what numpy's pickles
+    name; BUILD applies only to the arrays and dtypes those make; APPEND(S), SETITEM(S)
+    and ADDITEMS only to lists, dicts and sets; at most MAX_PICKLE_OPS operations; and
+    everything the stand-ins allocate (bytes, encoded strings, scalars, arrays, sets)
+    counts against a budget of twice the file's `size` plus 1 MiB.
     """
 
-    def __setstate__(self, state: Any) -> None:
-        # A second BUILD would free the data that views made by _frombuffer still point at.
-        if getattr(self, "_built", False):
-            raise _Refused("setting an array's state twice is not allowed")
-        self._built = True
-        checked: Any = tuple(_plain_dtype(x) if isinstance(x, np.dtype) else x for x in state)
-        super().__setstate__(checked)
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = {}
+    stack: list[Any]  # these are the Python unpickler's own
+    append: Callable[[Any], None]
+    pop_mark: Callable[[], list[Any]]
+    read: Callable[[int], bytes]
+    readinto: Callable[[bytearray], int]
 
-
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    """The only globals a weights pickle may name: what numpy needs to rebuild arrays."""
-    try:
-        from numpy._core import multiarray, numeric
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
-
-    def _reconstruct(cls: object, shape: object, dtype: object) -> Any:
-        # numpy's pickles make an empty array here; BUILD then sets shape, dtype and data.
-        if cls is not _NDARRAY:
-            raise _Refused("numpy's _reconstruct is only allowed for numpy.ndarray")
-        if not isinstance(shape, tuple) or shape != (0,):
-            raise _Refused(
-                f"numpy's _reconstruct is only allowed with the empty shape (0,), found"
-                f" {reprlib.repr(shape)} (the array's data must come from the file)"
-            )
-        return multiarray._reconstruct(_Array, (0,), _plain_dtype(dtype))
-
-    def scalar(dtype: object, *args: object) -> Any:
-        return multiarray.scalar(_plain_dtype(dtype), *args)
-
-    def _frombuffer(buf: object, dtype: object, *args: object) -> np.ndarray:
-        # Only the file's own bytes: a view of another array would outlive that array's data.
-        if not isinstance(buf, bytes | bytearray):
-            raise _Refused(
-                f"numpy's _frombuffer is only allowed on bytes, found {type(buf).__name__}"
-            )
-        return numeric._frombuffer(buf, _plain_dtype(dtype), *args)  # type: ignore[attr-defined]
-
-    def encode(obj: object, encoding: object = "utf-8") -> bytes:
-        # Protocols 0-2 store bytes as encode(str, "latin1"); other codecs (hex, zlib, ...)
-        # could grow a tiny file into gigabytes.
-        if not isinstance(obj, str) or encoding != "latin1":
-            raise _Refused(
-                "_codecs.encode is only allowed on a str with the latin1 codec, found"
-                f" {type(obj).__name__} with {reprlib.repr(encoding)}"
-            )
-        return obj.encode("latin1")
-
-    allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): _NDARRAY,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): encode,
-    }
-    # Pickles name numpy's private module as it was called when they were written.
-    for core in ("numpy.core", "numpy._core"):
-        allowed[(f"{core}.multiarray", "_reconstruct")] = _reconstruct
-        allowed[(f"{core}.multiarray", "scalar")] = scalar
-        # Protocol 5 rebuilds contiguous arrays with _frombuffer.
-        allowed[(f"{core}.numeric", "_frombuffer")] = _frombuffer
-    for mod in ("builtins", "__builtin__"):
-        allowed[(mod, "set")] = set
-        allowed[(mod, "frozenset")] = frozenset
-    return allowed
-
-
-_ALLOWED: dict[tuple[str, str], Any] = {}
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only allow-listed globals, so loading never runs code."""
-
-    def __init__(self, file: IO[bytes]) -> None:
+    def __init__(self, file: IO[bytes], size: int) -> None:
         # latin1 turns Python 2 array data back into bytes the way numpy expects.
         super().__init__(file, encoding="latin1")
+        self.size, self.budget, self.ops = size, 2 * size + 2**20, 0
+        self.allowed = self._allowed_globals()
+
+    def charge(self, n: int) -> None:
+        self.budget -= n
+        if self.budget < 0:
+            raise _Refused(
+                "it asks for more memory than its size accounts for (numpy's pickles hold"
+                " each array's bytes once; at most twice the file's size plus 1 MiB is allowed)"
+            )
 
     def find_class(self, module: str, name: str) -> Any:
-        if not _ALLOWED:
-            _ALLOWED.update(_allowed_globals())
-        obj = _ALLOWED.get((module, name))
+        obj = self.allowed.get((module, name))
         if obj is None:
             raise _Refused(
-                f"global {module}.{name} is not allowed"
+                f"global {_short(module)}.{_short(name)} is not allowed"
                 " (a weights pickle may only rebuild numpy arrays; this one could run code)"
             )
         return obj
+
+    def _allowed_globals(self) -> dict[tuple[str, str], Any]:
+        """The only globals a weights pickle may name: what numpy needs to rebuild arrays."""
+        try:
+            from numpy._core import multiarray
+        except ImportError:  # numpy < 2
+            from numpy.core import multiarray  # type: ignore[no-redef]
+
+        def _reconstruct(cls: object, shape: object, typecode: object) -> Any:
+            # numpy's pickles make an empty array here; BUILD then sets shape, dtype and data.
+            if cls is not _NDARRAY:
+                raise _Refused("numpy's _reconstruct is only allowed for numpy.ndarray")
+            if not isinstance(shape, tuple) or shape != (0,):
+                raise _Refused(
+                    f"numpy's _reconstruct is only allowed with the empty shape (0,), found"
+                    f" {_show(shape)} (the array's data must come from the file)"
+                )
+            if typecode not in (b"b", "b"):
+                raise _Refused(
+                    "numpy's _reconstruct is only allowed with the type code b'b', found"
+                    f" {_show(typecode)}"
+                )
+            return multiarray._reconstruct(_Array, (0,), "b")
+
+        def scalar(dtype: object, data: object = None) -> Any:
+            dt = _dtype(dtype)
+            if not isinstance(data, bytes) or len(data) != dt.itemsize:
+                raise _Refused(f"a numpy scalar of {dt} needs {dt.itemsize} bytes of data")
+            self.charge(dt.itemsize)
+            return multiarray.scalar(dt, data)
+
+        def _frombuffer(buf: object, dtype: object, shape: object, order: object) -> np.ndarray:
+            # A copy: no view of the pickle's own buffers outlives loading.
+            if not isinstance(buf, bytes | bytearray):
+                raise _Refused(f"numpy's _frombuffer is only allowed on bytes, found {_kind(buf)}")
+            dt, dims = _dtype(dtype), _shape_of(shape)
+            if order not in ("C", "F"):
+                raise _Refused(f"an array's order must be 'C' or 'F', found {_show(order)}")
+            n = _nbytes(dims, dt)
+            if len(buf) != n:
+                raise ValueError("the data does not fill the array")
+            self.charge(n)
+            if n == 0:
+                return np.empty(dims, dt, order=order)
+            flat = np.frombuffer(buf, dt)
+            return flat.reshape(dims, order=order).copy(order="K")
+
+        def encode(obj: object, encoding: object = "utf-8") -> bytes:
+            # Protocols 0-2 store bytes as encode(str, "latin1"); other codecs (hex, zlib, ...)
+            # could grow a tiny file into gigabytes.
+            if not isinstance(obj, str) or encoding != "latin1":
+                raise _Refused(
+                    "_codecs.encode is only allowed on a str with the latin1 codec, found"
+                    f" {type(obj).__name__} with {_show(encoding)}"
+                )
+            self.charge(len(obj))
+            return obj.encode("latin1")
+
+        def collection(kind: type) -> Callable[..., Any]:
+            def make(*items: object) -> Any:
+                if items and not (len(items) == 1 and type(items[0]) in (list, tuple, set)):
+                    raise _Refused(f"{kind.__name__}() is only allowed on a list or tuple")
+                self.charge(64 * len(items[0]) if items else 64)  # type: ignore[arg-type]
+                return kind(_flat(x) for x in items[0]) if items else kind()  # type: ignore[attr-defined]
+
+            return make
+
+        allowed: dict[tuple[str, str], Any] = {
+            ("numpy", "ndarray"): _NDARRAY,
+            ("numpy", "dtype"): _DTYPE,
+            ("_codecs", "encode"): encode,
+        }
+        # Pickles name numpy's private module as it was called when they were written.
+        for core in ("numpy.core", "numpy._core"):
+            allowed[(f"{core}.multiarray", "_reconstruct")] = _reconstruct
+            allowed[(f"{core}.multiarray", "scalar")] = scalar
+            # Protocol 5 rebuilds contiguous arrays with _frombuffer.
+            allowed[(f"{core}.numeric", "_frombuffer")] = _frombuffer
+        for mod in ("builtins", "__builtin__"):
+            allowed[(mod, "set")] = collection(set)
+            allowed[(mod, "frozenset")] = collection(frozenset)
+        return allowed
+
+    def build_array(self, array: _Array, state: object) -> None:
+        """Set an empty array's shape, dtype and data from numpy's pickled state."""
+        if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
+            raise _Refused(
+                "an array's state must be (1, shape, dtype, is_fortran, data), found"
+                f" {_show(state)}"
+            )
+        _, shape, dtype, fortran, data = state
+        dims, dt = _shape_of(shape), _dtype(dtype)
+        if fortran not in (True, False):
+            raise _Refused(f"an array's order flag must be a bool, found {_show(fortran)}")
+        if isinstance(data, str):  # Python 2's str, read as latin1
+            self.charge(len(data))
+            data = data.encode("latin1")
+        if not isinstance(data, bytes):
+            raise _Refused(f"an array's data must be bytes, found {_kind(data)}")
+        n = _nbytes(dims, dt)
+        if len(data) != n:
+            raise ValueError("the data does not fill the array")
+        self.charge(n)
+        array.built = True
+        np.ndarray.__setstate__(array, (1, dims, dt, bool(fortran), data))  # type: ignore[arg-type]
+
+    # -- operations that act on objects the pickle made ---------------------------
+
+    def load_build(self) -> None:
+        state = self.stack.pop()
+        obj = self.stack[-1]
+        if isinstance(obj, _Dtype):
+            obj.setstate(state)
+        elif isinstance(obj, _Array) and not obj.built:
+            self.build_array(obj, state)
+        elif isinstance(obj, _Array):
+            # A second BUILD would free the data that views already handed out point at.
+            raise _Refused("setting an array's state twice is not allowed")
+        else:
+            raise _Refused(
+                "BUILD is only allowed on the arrays and dtypes numpy's pickles make, found"
+                f" {_kind(obj)}"
+            )
+
+    def load_append(self) -> None:
+        value = self.stack.pop()
+        _only(self.stack[-1], list, "APPEND").append(value)
+
+    def load_appends(self) -> None:
+        items = self.pop_mark()
+        _only(self.stack[-1], list, "APPENDS").extend(items)
+
+    def load_setitem(self) -> None:
+        value = self.stack.pop()
+        key = _flat(self.stack.pop())
+        _only(self.stack[-1], dict, "SETITEM")[key] = value
+
+    def load_setitems(self) -> None:
+        items = self.pop_mark()
+        d = _only(self.stack[-1], dict, "SETITEMS")
+        for i in range(0, len(items), 2):
+            d[_flat(items[i])] = items[i + 1]
+
+    def load_dict(self) -> None:
+        items = self.pop_mark()
+        self.append({_flat(items[i]): items[i + 1] for i in range(0, len(items), 2)})
+
+    def load_additems(self) -> None:
+        items = [_flat(x) for x in self.pop_mark()]
+        _only(self.stack[-1], set, "ADDITEMS").update(items)
+
+    def load_frozenset(self) -> None:
+        self.append(frozenset(_flat(x) for x in self.pop_mark()))
+
+    def load_bytearray8(self) -> None:
+        # The Python unpickler makes the whole bytearray before it reads: check the length.
+        (n,) = struct.unpack("<Q", self.read(8))
+        if n > self.size:
+            raise ValueError("a bytearray longer than the file")
+        self.charge(n)
+        b = bytearray(n)
+        if self.readinto(b) != n or len(b) != n:  # the Python unpickler may shrink it instead
+            raise ValueError("a bytearray cut short")
+        self.append(b)
+
+
+# What dict keys and set items may be. Hashing a tuple walks all of it, every time: a few
+# hundred bytes of tuples that share their parts can take longer than the universe's age.
+_FLAT = (str, bytes, int, float, bool, type(None))
+
+
+def _flat(key: object) -> object:
+    if type(key) not in _FLAT:
+        raise _Refused(
+            "dict keys and set items must be strings, bytes or numbers (a weights pickle maps"
+            f" names to arrays), found {_kind(key)}"
+        )
+    return key
+
+
+def _show(obj: object) -> str:
+    """A short repr of anything a pickle made, even an int too long to print."""
+    try:
+        return reprlib.repr(obj)
+    except ValueError:  # int too long to convert to text, perhaps inside a container
+        return f"<{_kind(obj)} too long to show>"
+
+
+def _short(text: str, most: int = 100) -> str:
+    """`text`, cut at `most` characters, control characters escaped: one short line."""
+    text = text if len(text) <= most else text[:most] + "…"
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def _only(obj: Any, kind: type, op: str) -> Any:
+    if type(obj) is not kind:
+        raise _Refused(f"{op} is only allowed on a {kind.__name__}, found {_kind(obj)}")
+    return obj
+
+
+def _kind(obj: object) -> str:
+    """The type's name, as the pickle named it."""
+    return (
+        "ndarray"
+        if isinstance(obj, _Array)
+        else "dtype"
+        if isinstance(obj, _Dtype)
+        else type(obj).__name__
+    )
+
+
+def _counted(op: Callable[[Any], None]) -> Callable[[Any], None]:
+    def run(self: _SafeUnpickler) -> None:
+        self.ops += 1
+        if self.ops > MAX_PICKLE_OPS:
+            raise _Refused(
+                f"it takes over {MAX_PICKLE_OPS:,} pickle operations (a dict of numpy arrays"
+                " takes a few dozen per array)"
+            )
+        op(self)
+
+    return run
+
+
+_OVERRIDES = {
+    pickle.BUILD: _SafeUnpickler.load_build,
+    pickle.APPEND: _SafeUnpickler.load_append,
+    pickle.APPENDS: _SafeUnpickler.load_appends,
+    pickle.SETITEM: _SafeUnpickler.load_setitem,
+    pickle.SETITEMS: _SafeUnpickler.load_setitems,
+    pickle.ADDITEMS: _SafeUnpickler.load_additems,
+    pickle.DICT: _SafeUnpickler.load_dict,
+    pickle.FROZENSET: _SafeUnpickler.load_frozenset,
+    pickle.BYTEARRAY8: _SafeUnpickler.load_bytearray8,
+}
+_SafeUnpickler.dispatch = {
+    code: _counted(_OVERRIDES.get(bytes([code]), op))
+    for code, op in pickle._Unpickler.dispatch.items()
+}
 
 
 # --- validation ------------------------------------------------------------------
@@ -199,7 +485,7 @@ def check_params(
     while f"W{n + 1}" in params:
         n += 1
     if n == 0:
-        found = ", ".join(sorted(reprlib.repr(k) for k in params)) or "none"
+        found = _some(sorted(_show(k) for k in params)) or "none"
         raise WeightsError(
             f"{source}: missing key 'W1' (expected arrays W1..Wn and b1..bn, found keys: {found})"
         )
@@ -210,7 +496,7 @@ def check_params(
             raise WeightsError(f"{source}: missing key {k!r} (expected {want})")
     for k in params:
         if k not in names:
-            raise WeightsError(f"{source}: unexpected key {reprlib.repr(k)} (expected only {want})")
+            raise WeightsError(f"{source}: unexpected key {_show(k)} (expected only {want})")
     prev: np.ndarray | None = None
     for i in range(1, n + 1):
         w, b = params[f"W{i}"], params[f"b{i}"]
@@ -253,6 +539,13 @@ def check_params(
     return n
 
 
+def _some(items: Iterable[str], most: int = 10) -> str:
+    """The first `most` items joined by commas, then how many more there are."""
+    items = list(items)
+    more = f", …and {len(items) - most:,} more" if len(items) > most else ""
+    return ", ".join(items[:most]) + more
+
+
 def _check_range(w: np.ndarray, b: np.ndarray, name: str, dtype: np.dtype) -> None:
     """Raise WeightsError if a unit's input can overflow `dtype`.
 
@@ -272,13 +565,70 @@ def _check_range(w: np.ndarray, b: np.ndarray, name: str, dtype: np.dtype) -> No
 # --- loading ---------------------------------------------------------------------
 
 
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+class _NotRegular(Exception):
+    """The path is no regular file; the message says what it is."""
+
+
+class _TooLarge(Exception):
+    """The file holds more than the limit; the message says how much."""
+
+
+def _check_regular(mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        raise _NotRegular(next((k for test, k in _KINDS if test(mode)), "not a regular file"))
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; nothing else is read.
+
+    Devices, FIFOs and sockets are refused before they are opened (opening a FIFO waits for a
+    writer; /dev/zero never ends). The file is opened without blocking and checked again, in
+    case it was replaced in between, and read no further than the limit.
+    """
+    st = os.stat(path)
+    _check_regular(st.st_mode)
+    if st.st_size > limit:
+        raise _TooLarge(f"{st.st_size:,}")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        _check_regular(st.st_mode)
+        data = f.read(min(st.st_size, limit) + 1)
+        if len(data) <= st.st_size:
+            return data
+        # It grew since, or its size says nothing (as in /proc): read on, up to the limit.
+        parts = [data]
+        while (n := sum(map(len, parts))) <= limit and (
+            more := f.read(min(1 << 20, limit + 1 - n))
+        ):
+            parts.append(more)
+        if n > limit:
+            raise _TooLarge(f"over {limit:,}")
+        return b"".join(parts)
+
+
 def _read_bytes(path: Path) -> bytes:
+    """The bytes of a weights file (see _read_regular), or WeightsError."""
     try:
-        data = path.read_bytes()
+        data = _read_regular(path, MAX_WEIGHTS_BYTES)
     except FileNotFoundError:
         raise WeightsError(f"cannot read weights {path}: no such file") from None
-    except IsADirectoryError:
-        raise WeightsError(f"cannot read weights {path}: is a directory, expected a file") from None
+    except _NotRegular as e:
+        raise WeightsError(f"cannot read weights {path}: is {e}, expected a regular file") from None
+    except _TooLarge as e:
+        raise WeightsError(
+            f"cannot load weights {path}: the file is {e} bytes, expected at most"
+            f" {MAX_WEIGHTS_BYTES:,} ({MAX_WEIGHTS_BYTES // 2**20} MiB)"
+        ) from None
     except OSError as e:
         raise WeightsError(f"cannot read weights {path}: {e.strerror or e}") from None
     if not data:
@@ -287,15 +637,21 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _plain(obj: object) -> object:
-    """obj, or a plain np.ndarray view of it if it is an _Array."""
-    return obj.view(np.ndarray) if isinstance(obj, _Array) else obj
+    """obj, or a plain np.ndarray view of it if it is an _Array, a np.dtype if a _Dtype."""
+    if isinstance(obj, _Array):
+        return obj.view(np.ndarray)
+    if isinstance(obj, _Dtype):
+        return obj.rebuild()
+    return obj
 
 
 def _from_pickle(data: bytes, path: Path) -> object:
     try:
-        obj = _SafeUnpickler(io.BytesIO(data)).load()
+        obj = _SafeUnpickler(io.BytesIO(data), len(data)).load()
     except _Refused as e:
         raise UnsafePickleError(f"refusing to load {path}: {e}") from None
+    except MemoryError:
+        raise WeightsError(f"cannot load weights {path}: not enough memory") from None
     except Exception:  # any failure while decoding untrusted bytes means a bad file
         what = "truncated or corrupt pickle" if data[:1] == b"\x80" else "not a pickle or .npz file"
         raise WeightsError(f"cannot load weights {path}: {what}") from None
@@ -306,8 +662,13 @@ def _from_pickle(data: bytes, path: Path) -> object:
 
 def _from_npz(data: bytes, path: Path) -> dict[str, Any]:
     """The arrays of an .npz; keys that cannot be weights map to None, unread."""
-    import re
 
+    # The central directory is read whole: a million tiny entries take gigabytes.
+    if (entries := data.count(b"PK\x01\x02")) > MAX_NPZ_ENTRIES:
+        raise WeightsError(
+            f"cannot load weights {path}: the .npz holds {entries:,} entries, expected at most"
+            f" {MAX_NPZ_ENTRIES:,} (one per array)"
+        )
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             keep = [k for k in z.files if re.fullmatch(r"[Wb][1-9][0-9]*", k)]
@@ -414,9 +775,18 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
     side = metadata_path(path)
     try:
-        text = side.read_text(encoding="utf-8")
+        text = _read_regular(side, MAX_METADATA_BYTES).decode("utf-8")
     except FileNotFoundError:
         return None
+    except _NotRegular as e:
+        raise WeightsError(
+            f"cannot read metadata {side}: is {e}, expected a regular file"
+        ) from None
+    except _TooLarge as e:
+        raise WeightsError(
+            f"cannot read metadata {side}: the file is {e} bytes, expected at most"
+            f" {MAX_METADATA_BYTES:,}"
+        ) from None
     except OSError as e:
         raise WeightsError(f"cannot read metadata {side}: {e.strerror or e}") from None
     except UnicodeDecodeError:
@@ -425,6 +795,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         meta = json.loads(text)
     except ValueError as e:
         raise WeightsError(f"cannot read metadata {side}: invalid JSON ({e})") from None
+    except RecursionError:
+        raise WeightsError(f"cannot read metadata {side}: JSON nested too deep") from None
     if not isinstance(meta, dict):
         raise WeightsError(
             f"cannot read metadata {side}: expected a JSON object, found {type(meta).__name__}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,9 +69,44 @@ def mini_mnist(tmp_path_factory: pytest.TempPathFactory):
     return make_mini_mnist(tmp_path_factory.mktemp("mini") / "mirror")
 
 
+def _specs_of(cache: Path) -> tuple:
+    import hashlib
+
+    from mnist_infer import catalog
+
+    specs = []
+    for spec in catalog.FILES:
+        p = cache / spec.name
+        if p.is_file():
+            data = p.read_bytes()
+            spec = spec._replace(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        specs.append(spec)
+    return tuple(specs)
+
+
+def pin_cache(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the files now in `cache` the pinned ones (their SHA-256 and size), so they verify."""
+    from mnist_infer import catalog
+
+    monkeypatch.setattr(catalog, "FILES", _specs_of(cache))
+
+
+def pinned_command(cache: Path) -> list[str]:
+    """`python -m mnist_infer`, but with the files now in `cache` pinned, as pin_cache does."""
+    code = (
+        "from mnist_infer import catalog; from mnist_infer.catalog import FileSpec;"
+        f" catalog.FILES = {_specs_of(cache)!r}; from mnist_infer.cli import main; main()"
+    )
+    return [sys.executable, "-c", code]
+
+
 @pytest.fixture
-def filled(cache_dir: Path, mini_mnist):
-    """A cache holding the generated files, as a verified download leaves it."""
+def filled(cache_dir: Path, mini_mnist, monkeypatch: pytest.MonkeyPatch):
+    """A cache holding the generated files, as a verified download leaves it; their hashes
+    are the pinned ones."""
+    from mnist_infer import catalog
+
+    monkeypatch.setattr(catalog, "FILES", mini_mnist.files)
     cache_dir.mkdir()
     for name, raw in mini_mnist.raw.items():
         (cache_dir / name).write_bytes(raw)

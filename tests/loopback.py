@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_infer.dataset import FileSpec
+from mnist_infer.catalog import FileSpec
 from mnist_infer.idx import write_idx
 
 
@@ -27,6 +27,7 @@ class Reply:
     delay: float = 0.0  # sleep before the headers (bounded, to trip the client's read timeout)
     length: str | None = None  # the Content-Length header as sent, if not the body's length
     pace: float = 0.0  # send the body at this many bytes/s, a piece every tenth of a second
+    head_gap: float = 0.0  # send the status line and headers a byte at a time, this far apart
 
 
 def ok(body: bytes) -> Reply:
@@ -52,6 +53,11 @@ def dropped(body: bytes) -> Reply:
 def trickled(body: bytes, pace: float) -> Reply:
     """The whole body, at `pace` bytes/s."""
     return Reply(body, pace=pace)
+
+
+def trickled_head(body: bytes, gap: float) -> Reply:
+    """The status line and headers one byte every `gap` seconds (each under the read timeout)."""
+    return Reply(body, head_gap=gap)
 
 
 def stalled(body: bytes, delay: float = 1.0) -> Reply:
@@ -127,8 +133,16 @@ def _handler(server: Loopback) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", reply.length or str(len(reply.body)))
             if reply.drop_after is not None or reply.length is not None:
                 self.send_header("Connection", "close")  # the end of the data ends the body
-            self.end_headers()
             try:
+                if reply.head_gap:
+                    head = b"".join(self._headers_buffer) + b"\r\n"  # type: ignore[attr-defined]
+                    self._headers_buffer = []
+                    for i in range(len(head)):
+                        self.wfile.write(head[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(reply.head_gap)
+                else:
+                    self.end_headers()
                 if reply.pace:
                     step = max(1, int(reply.pace / 10))
                     for i in range(0, len(reply.body), step):

@@ -16,10 +16,11 @@ import click
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from conftest import pin_cache, pinned_command
 from loopback import MiniMnist
 from PIL import Image
 
-from mnist_infer import dataset
+from mnist_infer import catalog
 from mnist_infer.cli import cli
 from mnist_infer.train import TrainOptions, checkpoint_paths, train
 
@@ -44,7 +45,7 @@ def _json_lines(text: str) -> list[dict]:
 @pytest.fixture
 def mini_files(mini_mnist: MiniMnist, monkeypatch: pytest.MonkeyPatch) -> MiniMnist:
     """Pin the generated files' hashes in place of the real ones."""
-    monkeypatch.setattr(dataset, "FILES", mini_mnist.files)
+    monkeypatch.setattr(catalog, "FILES", mini_mnist.files)
     return mini_mnist
 
 
@@ -212,7 +213,8 @@ def _closed_pipe_run(args: list[str], env: dict[str, str] | None = None) -> tupl
     os.close(read)
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "mnist_infer", *args],
+            # The test's cache (filled or empty) with its files pinned, as in-process runs see it.
+            [*pinned_command(Path(os.environ["MNIST_INFER_CACHE"])), *args],
             stdout=write,
             stderr=subprocess.PIPE,
             timeout=60,
@@ -395,7 +397,7 @@ def test_first_use_download_names_the_cache(
     assert quiet.stderr == ""
 
 
-def _checkpointed(cache_dir: Path, out: Path) -> TrainOptions:
+def _checkpointed(cache_dir: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> TrainOptions:
     """A run stopped by Ctrl-C after its first epoch, on blobs written into the cache."""
     from mnist_infer.errors import Interrupted
     from mnist_infer.idx import write_idx
@@ -407,6 +409,7 @@ def _checkpointed(cache_dir: Path, out: Path) -> TrainOptions:
             cache_dir / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), np.uint8)
         )
         write_idx(cache_dir / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n, np.uint8))
+    pin_cache(cache_dir, monkeypatch)
     opts = TrainOptions(epochs=3, batch_size=50, val_size=100, hidden=(50, 100))
 
     def stop(stats: object) -> None:
@@ -417,9 +420,11 @@ def _checkpointed(cache_dir: Path, out: Path) -> TrainOptions:
     return opts
 
 
-def test_train_resume_says_where_it_continues(cache_dir: Path, tmp_path: Path) -> None:
+def test_train_resume_says_where_it_continues(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "w.pkl"
-    _checkpointed(cache_dir, out)
+    _checkpointed(cache_dir, out, monkeypatch)
     args = ["train", "--epochs", "3", "--batch-size", "50", "--val-size", "100"]
     res = run(*args, "--resume", "--out", str(out))
     assert res.exit_code == 0, res.output

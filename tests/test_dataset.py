@@ -1,27 +1,24 @@
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import pin_cache
 from loopback import MiniMnist
 
-from mnist_infer import dataset
+from mnist_infer import catalog
+from mnist_infer.catalog import FILES, STAMPS, data_hashes, file_names, resolve_cache_dir
 from mnist_infer.cli import cli
-from mnist_infer.dataset import (
-    FILES,
-    data_hashes,
-    file_names,
-    load_arrays,
-    load_mnist,
-    resolve_cache_dir,
-)
-from mnist_infer.download import DEFAULT_MIRRORS
+from mnist_infer.dataset import load_arrays, load_mnist
+from mnist_infer.download import fetch
 from mnist_infer.errors import IntegrityError, NetworkError, UsageError
 from mnist_infer.idx import write_idx
 
@@ -69,7 +66,8 @@ def test_load_arrays_from_local_folder(mini_mnist: MiniMnist, cache_dir: Path) -
 
 
 DAMAGED = (
-    "cached MNIST file is damaged: {p}: payload truncated: header says 50 = 50 bytes, found 47"
+    "cached MNIST file {p} is damaged (its bytes are not the pinned SHA-256) and no mirror could"
+    " replace it; run `{command}`"
 )
 
 
@@ -81,60 +79,148 @@ DAMAGED = (
         ("my cache", None, "mnist-infer download --split test --cache-dir '{tmp}/my cache'"),
         (
             None,
-            ["/m", "http://h/"],
-            "mnist-infer download --split test --mirror /m --mirror http://h/",
+            ["/m", "/n/"],
+            "mnist-infer download --split test --mirror /m --mirror /n/",
         ),
-        (None, list(DEFAULT_MIRRORS), "mnist-infer download --split test"),
+        (None, ["/nowhere"], "mnist-infer download --split test"),  # = $MNIST_INFER_MIRRORS
     ],
     ids=["default-cache", "same-cache", "other-cache", "mirrors", "default-mirrors"],
 )
-def test_damaged_cache_entry(
+@pytest.mark.parametrize("damage", ["truncated", "byte flipped", "byte flipped, times kept"])
+def test_damaged_cache_entry_without_a_mirror(
     mini_mnist: MiniMnist,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     cache: str | None,
     mirrors: list[str] | None,
     command: str,
+    damage: str,
 ) -> None:
+    monkeypatch.setattr(catalog, "FILES", mini_mnist.files)
+    monkeypatch.setenv("MNIST_INFER_MIRRORS", "/nowhere")
     folder = tmp_path / (cache or "cache")
     folder.mkdir()
     for name, raw in mini_mnist.raw.items():
         (folder / name).write_bytes(raw)
+    _settle()
+    load_arrays("test", cache and folder, mirrors=mirrors)  # verified and recorded
+    assert (folder / STAMPS).is_file()
     p = folder / LABELS
-    p.write_bytes(p.read_bytes()[:-3])
+    _damage(p, damage)
     with pytest.raises(IntegrityError) as e:
         load_arrays("test", cache and folder, mirrors=mirrors)
-    assert str(e.value) == DAMAGED.format(p=p) + f"; run `{command.format(tmp=tmp_path)}`"
+    assert str(e.value) == DAMAGED.format(p=p, command=command.format(tmp=tmp_path))
     assert e.value.exit_code == 4
+
+
+@pytest.fixture(autouse=True)
+def quick_to_settle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file counts as settled (its stamp is kept) 50 ms after its last change, not 2 s."""
+    monkeypatch.setattr(catalog, "_SETTLED_NS", 50_000_000)
+
+
+def _settle() -> None:
+    """Wait until files just written have not changed for longer than the settling time."""
+    time.sleep(0.1)
+
+
+def _damage(p: Path, how: str) -> None:
+    st = p.stat()
+    data = bytearray(p.read_bytes())
+    if how == "truncated":
+        p.write_bytes(data[:-3])
+        return
+    data[-1] ^= 0xFF
+    with open(p, "r+b") as f:  # in place: same inode, same size
+        f.write(data)
+    if how == "byte flipped, times kept":
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "byte flipped", "byte flipped, times kept"])
+def test_damaged_cache_entry_is_fetched_again(
+    mini_mnist: MiniMnist, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    monkeypatch.setattr(catalog, "FILES", mini_mnist.files)
+    fetch("test", cache_dir, [str(mini_mnist.folder)], quiet=True)
+    _settle()
+    load_arrays("test", cache_dir, mirrors=["/nowhere"])
+    _damage(cache_dir / IMAGES, damage)
+    x, t = load_arrays("test", cache_dir, mirrors=[str(mini_mnist.folder)])
+    np.testing.assert_array_equal(x, mini_mnist.arrays[IMAGES].reshape(50, 784))
+    np.testing.assert_array_equal(t, mini_mnist.arrays[LABELS])
+    assert (cache_dir / IMAGES).read_bytes() == mini_mnist.raw[IMAGES]
+
+
+def test_verified_files_are_not_hashed_again(
+    filled: MiniMnist, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    _settle()
+    load_arrays("test", cache_dir, mirrors=["/nowhere"])
+    assert (cache_dir / STAMPS).read_text().count("\n") == 2
+    hashed = []
+    real = hashlib.file_digest
+    monkeypatch.setattr(
+        hashlib,
+        "file_digest",
+        lambda f, d: hashed.append(os.fstat(f.fileno()).st_ino) or real(f, d),
+    )
+    load_arrays("test", cache_dir, mirrors=["/nowhere"])
+    assert hashed == []
+    os.utime(cache_dir / LABELS)  # now: not settled, hashed every time until it is
+    load_arrays("test", cache_dir, mirrors=["/nowhere"])
+    load_arrays("test", cache_dir, mirrors=["/nowhere"])
+    assert hashed == [(cache_dir / LABELS).stat().st_ino] * 2
+
+
+def test_read_only_cache_is_hashed_without_a_record(
+    filled: MiniMnist, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mnist_infer import files
+
+    _settle()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise files.MnistInferError("cannot write: Read-only file system")
+
+    monkeypatch.setattr(files, "atomic_write", refuse)  # as a read-only folder does, even for root
+    for _ in range(2):
+        x, _ = load_arrays("test", cache_dir, mirrors=["/nowhere"])
+        np.testing.assert_array_equal(x, filled.arrays[IMAGES].reshape(50, 784))
+    assert not (cache_dir / STAMPS).exists()
 
 
 def test_cli_damaged_cache_entry_names_the_command_that_repairs_it(
     mini_mnist: MiniMnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dataset, "FILES", mini_mnist.files)
+    monkeypatch.setattr(catalog, "FILES", mini_mnist.files)
     monkeypatch.chdir(tmp_path)
     Path("c2").mkdir()
     for name, raw in mini_mnist.raw.items():
         Path("c2", name).write_bytes(raw)
     Path("c2", IMAGES).write_bytes(mini_mnist.raw[IMAGES][:1000])
-    args = ["-q", "--cache-dir", "c2", "--mirror", str(mini_mnist.folder)]
+    args = ["-q", "--cache-dir", "c2", "--mirror", "m"]
     res = CliRunner().invoke(cli, ["evaluate", *args])
     assert res.exit_code == 4
-    command = f"mnist-infer download --split test --cache-dir c2 --mirror {mini_mnist.folder}"
-    assert res.stderr == (
-        f"Error: cached MNIST file is damaged: c2/{IMAGES}: payload truncated: header"
-        f" says 50x28x28 = 39,200 bytes, found 984; run `{command}`\n"
-    )
+    command = "mnist-infer download --split test --cache-dir c2 --mirror m"
+    assert res.stderr == "Error: " + DAMAGED.format(p=f"c2/{IMAGES}", command=command) + "\n"
+    Path("m").symlink_to(mini_mnist.folder)
     repair = CliRunner().invoke(cli, shlex.split(command)[1:])
     assert repair.exit_code == 0, repair.output
     assert repair.stdout.splitlines() == [
-        f"{IMAGES}  39,216 bytes  verified  ({mini_mnist.folder / IMAGES}.gz)",
+        f"{IMAGES}  39,216 bytes  verified  (m/{IMAGES}.gz)",
         f"{LABELS}  58 bytes  already cached, verified  (c2/{LABELS})",
     ]
     assert CliRunner().invoke(cli, ["evaluate", *args]).exit_code == 0
 
 
-def test_count_mismatch_in_cache(filled: MiniMnist, cache_dir: Path) -> None:
+def test_count_mismatch_in_cache(
+    filled: MiniMnist, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_idx(cache_dir / LABELS, filled.arrays[LABELS][:-1])
+    pin_cache(cache_dir, monkeypatch)  # well-formed, just not a pair
     with pytest.raises(IntegrityError, match=r"holds 50 images but .* holds 49 labels"):
         load_arrays("test", cache_dir)
 
@@ -174,9 +260,35 @@ def test_data_hashes() -> None:
 
 def test_load_path_imports_no_network_modules(filled: MiniMnist, cache_dir: Path) -> None:
     code = (
-        "import sys; from mnist_infer.dataset import load_arrays;"
+        "import sys; from mnist_infer import catalog; from mnist_infer.catalog import FileSpec;"
+        f" catalog.FILES = {filled.files!r}; from mnist_infer.dataset import load_arrays;"
         f" x, t = load_arrays('test', {str(cache_dir)!r});"
         " print(x.shape, sorted({'requests', 'tqdm', 'filelock', 'gzip'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "(50, 784) []"
+
+
+def test_damaged_entry_in_a_cache_that_cannot_be_written(
+    filled: MiniMnist, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from mnist_infer import download
+    from mnist_infer.errors import MnistInferError
+
+    @contextmanager
+    def read_only(cache: Path, quiet: bool) -> Iterator[None]:
+        raise MnistInferError(f"cannot lock the cache folder {cache}: Read-only file system")
+        yield
+
+    monkeypatch.setattr(download, "_locked", read_only)  # as a read-only folder does, even for root
+    _damage(cache_dir / LABELS, "byte flipped")
+    with pytest.raises(IntegrityError) as e:
+        load_arrays("test", mirrors=[str(filled.folder)])
+    assert str(e.value) == (
+        f"cached MNIST file {cache_dir / LABELS} is damaged (its bytes are not the pinned SHA-256)"
+        f" and could not be fetched again (cannot lock the cache folder {cache_dir}: Read-only"
+        f" file system); run `mnist-infer download --split test --mirror {filled.folder}`"
+    )

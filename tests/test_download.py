@@ -24,11 +24,13 @@ from loopback import (
     stalled,
     status,
     trickled,
+    trickled_head,
 )
 
-from mnist_infer import dataset
+from mnist_infer import catalog
+from mnist_infer.catalog import FILES
 from mnist_infer.cli import cli
-from mnist_infer.dataset import FILES, load_arrays
+from mnist_infer.dataset import load_arrays
 from mnist_infer.download import DEFAULT_MIRRORS, _Failed, _read, default_mirrors, fetch
 from mnist_infer.errors import IntegrityError, NetworkError, UsageError
 
@@ -39,6 +41,7 @@ FAST: dict[str, Any] = {
     "retries": 1,
     "backoff": 0.01,
     "min_speed": (1000, 0.3),
+    "head_timeout": 0.8,
     "quiet": True,
 }
 
@@ -180,6 +183,7 @@ def _bad_first_mirror(mini: MiniMnist) -> dict[str, Reply]:
         "dropped": dropped(gz),
         "stalled": stalled(gz, delay=1.0),
         "trickle": trickled(gz, pace=50),
+        "trickled-head": trickled_head(gz, gap=0.05),
         "html-200": html_page(),
         "html-as-octets": Reply(b"<html><body>blocked</body></html>"),
         "wrong-bytes": ok(other),
@@ -198,6 +202,7 @@ CASES = [
     "dropped",
     "stalled",
     "trickle",
+    "trickled-head",
     "html-200",
     "html-as-octets",
     "wrong-bytes",
@@ -214,6 +219,7 @@ REASON = {
     "dropped": "IncompleteRead",
     "stalled": "timed out (connect 0.5 s, read 0.4 s) (after 2 attempts)",
     "trickle": "too slow: ",
+    "trickled-head": "no complete response head (status line and headers) within 0.8 s",
     "html-200": "served an HTML page (HTTP 200), not the file",
     "html-as-octets": "served an HTML page (HTTP 200), not the file",
     "wrong-bytes": "checksum mismatch: expected SHA-256",
@@ -253,6 +259,22 @@ def test_single_bad_mirror_fails_cleanly(
     assert f"{images} -> " in msg
     assert REASON[case] in msg
     assert_good_cache(cache_dir, mini_mnist, {IMAGES})
+
+
+def test_a_proxy_that_trickles_the_headers_is_given_up(
+    loopback: Loopback, mini_mnist: MiniMnist, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Through an HTTP proxy the request line carries the whole URL: the loopback is the proxy.
+    base = "http://mirror.invalid/m/"
+    loopback.routes[f"{base}{IMAGES}.gz"] = [trickled_head(mini_mnist.gz(IMAGES), gap=0.05)]
+    monkeypatch.setenv("HTTP_PROXY", loopback.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(NetworkError) as e:
+        fetch("test", cache_dir, [base], files=mini_mnist.files, **FAST)
+    assert f"{base} -> no complete response head (status line and headers) within 0.8 s" in str(
+        e.value
+    )
 
 
 def test_a_slow_but_steady_mirror_is_kept(
@@ -478,7 +500,7 @@ def test_load_arrays_downloads_missing_split(
 @pytest.fixture
 def mini_files(mini_mnist: MiniMnist, monkeypatch: pytest.MonkeyPatch) -> MiniMnist:
     """Pin the generated files' hashes in place of the real ones for CLI runs."""
-    monkeypatch.setattr(dataset, "FILES", mini_mnist.files)
+    monkeypatch.setattr(catalog, "FILES", mini_mnist.files)
     return mini_mnist
 
 
@@ -578,6 +600,28 @@ def test_cli_local_folder(mini_files: MiniMnist, cache_dir: Path) -> None:
     res = invoke("--mirror", str(mini_files.folder), "--split", "test")
     assert res.exit_code == 0
     assert f"({mini_files.folder / LABELS}.gz)" in res.stdout
+
+
+def test_cli_unreadable_file_in_a_mirror_folder(
+    mini_files: MiniMnist, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mnist_infer import download
+
+    unreadable = mini_files.folder / f"{LABELS}.gz"
+
+    def refuse(path: object, *args: Any, **kwargs: Any) -> Any:
+        if Path(str(path)) == unreadable:  # as chmod 000 would, even for root
+            raise PermissionError(13, "Permission denied")
+        return open(path, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(download, "open", refuse, raising=False)
+    res = invoke("--mirror", str(mini_files.folder), "--split", "test")
+    assert res.exit_code == 5
+    assert res.stderr == (
+        f"Error: could not read {LABELS}.gz from any mirror ({mini_files.folder} -> cannot read"
+        f" {unreadable}: Permission denied); make the file readable or pass another --mirror\n"
+    )
+    assert listing(cache_dir) == {IMAGES}
 
 
 def test_cli_all_mirrors_fail(loopback: Loopback, cache_dir: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from conftest import pin_cache
 from PIL import Image
 from textbook import real_test_set, reference_labels, textbook_labels
 
@@ -29,7 +30,9 @@ def accuracy_line(preds: np.ndarray, labels: np.ndarray) -> str:
 
 
 @pytest.fixture
-def data(cache_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def data(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Small random splits written as IDX files into the test's cache folder."""
     rng = np.random.default_rng(3)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -40,6 +43,7 @@ def data(cache_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         write_idx(cache_dir / f"{prefix}-images-idx3-ubyte", images)
         write_idx(cache_dir / f"{prefix}-labels-idx1-ubyte", labels)
         out[split] = (images.reshape(n, 784), labels)
+    pin_cache(cache_dir, monkeypatch)
     return out
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import pin_cache
 from PIL import Image
 
 from mnist_infer.cli import cli
@@ -192,6 +193,7 @@ def test_show_out_on_a_full_disk_leaves_no_folder(
     cache_dir.mkdir()
     write_idx(cache_dir / "t10k-images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8))
     write_idx(cache_dir / "t10k-labels-idx1-ubyte", np.array([4, 1, 2], np.uint8))
+    pin_cache(cache_dir, monkeypatch)
 
     def full(self: object, fp: object, *args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")

@@ -5,7 +5,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import pin_cache, pinned_command
 
 from mnist_infer.cli import cli
 from mnist_infer.errors import (
@@ -38,7 +38,7 @@ def _blobs(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture
-def blob_cache(cache_dir: Path) -> Path:
+def blob_cache(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A cache folder holding generated train and test splits."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
@@ -46,6 +46,7 @@ def blob_cache(cache_dir: Path) -> Path:
         x, t = _blobs(n, rng)
         write_idx(cache_dir / f"{split}-images-idx3-ubyte", x)
         write_idx(cache_dir / f"{split}-labels-idx1-ubyte", t)
+    pin_cache(cache_dir, monkeypatch)
     return cache_dir
 
 
@@ -231,6 +232,7 @@ def test_a_ctrl_c_inside_a_batch_keeps_the_last_whole_checkpoint(
         " there: run the same command with --resume to continue from it"
     )
     monkeypatch.undo()
+    pin_cache(blob_cache, monkeypatch)  # undone too
     res = train(_opts(), out, cache_dir=blob_cache, resume=True)
     for k in full.params:
         np.testing.assert_array_equal(full.params[k], res.params[k])
@@ -365,7 +367,7 @@ def test_cli_train_usage_errors(tmp_path: Path, args: list[str], message: str) -
 
 def test_ctrl_c_in_a_real_process(blob_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "w.pkl"
-    cmd = [sys.executable, "-m", "mnist_infer", "train", "--epochs", "200", "--out", str(out)]
+    cmd = [*pinned_command(blob_cache), "train", "--epochs", "200", "--out", str(out)]
     cmd += ["--batch-size", "50", "--val-size", "100"]
     env = os.environ | {"MNIST_INFER_CACHE": str(blob_cache)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -393,7 +395,7 @@ def test_ctrl_c_clears_the_progress_bar_first(blob_cache: Path, tmp_path: Path) 
     import termios
 
     out = tmp_path / "w.pkl"
-    cmd = [sys.executable, "-m", "mnist_infer", "train", "--epochs", "200", "--out", str(out)]
+    cmd = [*pinned_command(blob_cache), "train", "--epochs", "200", "--out", str(out)]
     cmd += ["--batch-size", "1", "--val-size", "100"]  # long epochs: Ctrl-C lands mid-epoch
     env = os.environ | {"MNIST_INFER_CACHE": str(blob_cache)}
     master, slave = pty.openpty()
@@ -424,7 +426,7 @@ def test_real_ctrl_c_mid_epoch_then_resume_equals_an_uninterrupted_run(
     opts = _opts(epochs=4, batch_size=2, val_size=100, augment=True)
     full = train(opts, tmp_path / "full.pkl", cache_dir=blob_cache)
     out = tmp_path / "w.pkl"
-    cmd = [sys.executable, "-m", "mnist_infer", "train", "--epochs", "4", "--batch-size", "2"]
+    cmd = [*pinned_command(blob_cache), "train", "--epochs", "4", "--batch-size", "2"]
     cmd += ["--val-size", "100", "--augment", "--out", str(out)]
     env = os.environ | {"MNIST_INFER_CACHE": str(blob_cache)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

@@ -173,7 +173,9 @@ BAD_SIDECARS: dict[str, tuple[bytes | None, str]] = {
     ),
     "a list": (b"[1, 2]", "expected a JSON object, found list"),
     "not UTF-8": (b"\xff", "not UTF-8 text"),
-    "a folder": (None, "Is a directory"),
+    "a folder": (None, "is a directory, expected a regular file"),
+    "nested too deep": (b"[" * 100_000, "JSON nested too deep"),
+    "too large": (b" " * (2**20 + 1), "the file is 1,048,577 bytes, expected at most 1,048,576"),
 }
 
 
@@ -380,7 +382,8 @@ SHAPED = (
     " (the array's data must come from the file)"
 )
 OBJECTS = (
-    "arrays of Python objects are not allowed (a weights pickle may only rebuild numeric arrays)"
+    "dtype 'O8' is not allowed (a weights pickle may only hold arrays of bool, integer, float or"
+    " complex numbers)"
 )
 FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]
 F4x4 = (1, (4,), np.dtype("f4"), False, bytes(16))
@@ -428,7 +431,7 @@ NUMPY_TRICKS: dict[str, tuple[bytes, str]] = {
             {"W1": _Call(FROMBUFFER, _Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=F4x4), *F4)},
             2,
         ),
-        "numpy's _frombuffer is only allowed on bytes, found _Array",
+        "numpy's _frombuffer is only allowed on bytes, found ndarray",
     ),
     "array state set twice": (_built_twice(), "setting an array's state twice is not allowed"),
     # Nested "hex" encodings double the size at each level: 31 of them make gigabytes.
@@ -457,25 +460,33 @@ def _forged_dtype(kind: str, flags: int) -> _Call:
     return _Call(np.dtype, kind, False, True, state=(3, "|", None, None, None, 8, 1, flags))
 
 
-def test_forged_dtype_flags_are_dropped(tmp_path: Path) -> None:
+def test_forged_dtype_flags_are_refused(tmp_path: Path) -> None:
     params = {k: v.astype(np.float64) for k, v in make_params().items()}
     dtype = _forged_dtype("f8", 0x3F)
     forged = {
         k: _Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=(1, v.shape, dtype, False, v.tobytes()))
         for k, v in params.items()
     }
-    loaded = load_weights(write_pickle(tmp_path / "w.pkl", forged, 2))
-    assert_same(loaded, params)
-    assert not any(a.dtype.hasobject for a in loaded.values())
+    p = write_pickle(tmp_path / "w.pkl", forged, 2)
+    with pytest.raises(UnsafePickleError) as e:
+        load_weights(p)
+    assert str(e.value) == (
+        f"refusing to load {p}: the state of dtype 'f8' is not that of a plain numeric dtype"
+        " (expected (3, byte order, None, None, None, -1, -1, 0), found"
+        " (3, '|', None, None, None, 8, ...))"
+    )
 
 
 def test_forged_dtype_cannot_make_a_scalar_read_pointers(tmp_path: Path) -> None:
     # With these flags numpy's own scalar() takes the 8 bytes for a pointer and crashes.
     forged = {**make_params(), "W1": _Call(SCALAR, _forged_dtype("V8", 0x21), b"A" * 8)}
     p = write_pickle(tmp_path / "w.pkl", forged, 2)
-    with pytest.raises(WeightsError) as e:
+    with pytest.raises(UnsafePickleError) as e:
         load_weights(p)
-    assert str(e.value) == f"{p}: W1 is a void, expected a numpy array"
+    assert str(e.value) == (
+        f"refusing to load {p}: dtype 'V8' is not allowed (a weights pickle may only hold arrays"
+        " of bool, integer, float or complex numbers)"
+    )
 
 
 # --- unreadable and invalid files -------------------------------------------------
@@ -502,7 +513,10 @@ def _object_npz(p: Path) -> None:
 
 FILE_CASES: dict[str, tuple[Callable[[Path], object], str]] = {
     "missing": (lambda p: None, "cannot read weights {p}: no such file"),
-    "directory": (lambda p: p.mkdir(), "cannot read weights {p}: is a directory, expected a file"),
+    "directory": (
+        lambda p: p.mkdir(),
+        "cannot read weights {p}: is a directory, expected a regular file",
+    ),
     "empty": (lambda p: p.write_bytes(b""), "cannot load weights {p}: the file is empty"),
     "truncated pickle": (_truncated, "cannot load weights {p}: truncated or corrupt pickle"),
     # numpy's __setstate__ checks the data's length: no uninitialised memory.
@@ -539,14 +553,15 @@ FILE_CASES: dict[str, tuple[Callable[[Path], object], str]] = {
     # A key nested 2000 deep: repr() of it alone would raise RecursionError.
     "deeply nested key": (
         lambda p: p.write_bytes(b"\x80\x02}K\x00" + b"\x85" * 2000 + b"K\x01s."),
-        "{p}: missing key 'W1' (expected arrays W1..Wn and b1..bn, found keys:"
-        " (((((((...),),),),),),))",
+        "refusing to load {p}: dict keys and set items must be strings, bytes or numbers"
+        " (a weights pickle maps names to arrays), found tuple",
     ),
     "deeply nested extra key": (
         lambda p: p.write_bytes(
             pickle.dumps(make_params(), 2)[:-1] + b"K\x00" + b"\x85" * 2000 + b"K\x01s."
         ),
-        "{p}: unexpected key (((((((...),),),),),),) (expected only W1..W3 and b1..b3)",
+        "refusing to load {p}: dict keys and set items must be strings, bytes or numbers"
+        " (a weights pickle maps names to arrays), found tuple",
     ),
 }
 
@@ -816,4 +831,19 @@ def test_installed_package_without_weights_asks_for_weights(tmp_path: Path) -> N
     assert out.stderr == (
         f"Error: no default weights: {missing} is missing from the installed package;"
         " reinstall mnist-infer, or pass --weights PATH\n"
+    )
+
+
+def test_a_file_larger_than_its_size_says_is_read_no_further_than_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("mnist_infer.weights.MAX_WEIGHTS_BYTES", 16)
+    p = Path("/proc/self/environ")  # its size says 0
+    if not p.is_file() or len(p.read_bytes()) <= 16:
+        pytest.skip("no /proc/self/environ of over 16 bytes here")
+    with pytest.raises(WeightsError) as e:
+        load_weights(p)
+    assert (
+        str(e.value)
+        == f"cannot load weights {p}: the file is over 16 bytes, expected at most 16 (0 MiB)"
     )
