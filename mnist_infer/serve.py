@@ -3,7 +3,8 @@
 One thread per connection (HTTP/1.1 keep-alive), so a slow or idle client holds only its own
 thread; each connection has a socket timeout, their number is capped, and the request bodies
 held in memory at once have a byte budget. The static files are read from the package once, at
-start-up, and served from a dict: no request path ever reaches the file system.
+start-up, and served from a dict: no request path ever reaches the file system. Optional worker
+processes, forked after start-up, share the listening socket.
 """
 
 from __future__ import annotations
