@@ -45,11 +45,14 @@ class Row:
     name: str
     value: float
     unit: str
-    target: float | None = None  # ratios: at most this
+    target: float | None = None  # at most this (at least this where `least`)
+    least: bool = False
 
     @property
     def ok(self) -> bool | None:
-        return None if self.target is None else self.value <= self.target
+        if self.target is None:
+            return None
+        return self.value >= self.target if self.least else self.value <= self.target
 
 
 @dataclass

@@ -26,6 +26,7 @@ from data import bench_data
 from forward import bench_forward
 from predicting import bench_predict
 from process import bench_process
+from serving import bench_serve
 from training import bench_train
 
 SECTIONS = {
@@ -34,6 +35,7 @@ SECTIONS = {
     "forward": bench_forward,
     "train": bench_train,
     "predict": bench_predict,
+    "serve": bench_serve,
 }
 
 
@@ -64,7 +66,8 @@ def format_row(row: Row) -> str:
     value = f"{row.value:,.0f}" if abs(row.value) >= 1000 else f"{row.value:.3g}"
     verdict = ""
     if row.target is not None:
-        verdict = f"  target <= {row.target}: {'ok' if row.ok else 'MISSED'}"
+        sign = ">=" if row.least else "<="
+        verdict = f"  target {sign} {row.target}: {'ok' if row.ok else 'MISSED'}"
     return f"  {row.name:<52} {value:>10} {row.unit:<9}{verdict}"
 
 

@@ -883,3 +883,99 @@ def main() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
+
+
+# --- serve ------------------------------------------------------------------
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2}
+_SIZE_UNITS["MIB"] = 1024**2
+
+
+def _byte_size(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", value)
+    unit = m.group(2).upper() if m else ""
+    if m is None or unit not in _SIZE_UNITS or int(m.group(1)) == 0:
+        raise click.BadParameter(
+            f"expected a positive size in bytes, optionally with K or M (KiB, MiB), found {value!r}"
+        )
+    return int(m.group(1)) * _SIZE_UNITS[unit]
+
+
+@cli.command(short_help="Serve the draw-a-digit page and a JSON API.", epilog=EXIT_CODES)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; anything but this machine's own lets others use the server.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on; 0 takes a free one.",
+)
+@weights_option("Weights file (.pkl or .npz)  [default: the shipped weights].")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes serving requests, each with its own threads; a second one helps where a"
+    " core is free.",
+)
+@click.option(
+    "--max-upload",
+    default="10M",
+    show_default=True,
+    callback=_byte_size,
+    help="Largest image accepted by /api/predict, in bytes or with K or M (KiB, MiB).",
+)
+def serve(
+    host: str,
+    port: int,
+    weights_path: Path | None,
+    open_browser: bool,
+    workers: int,
+    max_upload: int,
+) -> None:
+    """Serve the draw-a-digit page and a JSON API (/api/info, POST /api/predict).
+
+    Draw a digit in the browser and watch the network's forward pass: the 28x28 input,
+    both hidden layers and the ten probabilities. Prints the URL; Ctrl-C or SIGTERM stops
+    the server (exit 0).
+
+    GET /api/info describes the weights; POST /api/predict with an image file as the body
+    (any format predict reads; ?raw=1 as --no-preprocess) answers {"digit", "confidence",
+    "probabilities", "hidden", "input"}. Errors are JSON {"error"} with status 400, 404,
+    405 or 413. Only this machine can connect unless --host says otherwise.
+
+    \b
+    Examples:
+      mnist-infer serve --open
+      curl --data-binary @digit.png http://127.0.0.1:8000/api/predict
+    """
+    from mnist_infer import serve as sv
+
+    server = sv.make_server(host, port, weights_path, max_upload=max_upload)
+    if server.app.metadata_warning is not None:
+        click.echo(
+            f"Warning: {server.app.metadata_warning}; serving the weights without it", err=True
+        )
+    if not sv.is_local(host):
+        click.echo(
+            f"Warning: listening on {host}: everyone who can reach this machine on port"
+            f" {server.server_address[1]} can use the server (there is no login)",
+            err=True,
+        )
+    click.echo(f"Serving on {server.url}  (Ctrl-C to stop)")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    name = sv.serve_until_stopped(server, workers)
+    click.echo(f"Stopped ({name}).", err=True)

@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from mnist_infer.errors import UsageError
+from mnist_infer.functions import softmax
 from mnist_infer.layers import Affine, Layer, Sigmoid, SoftmaxWithLoss
 from mnist_infer.weights import check_params
 
@@ -63,6 +64,26 @@ class Network:
     def predict(self, x: ArrayLike) -> Array:
         """Class probabilities (n, classes) for inputs x (n, inputs) scaled to [0, 1]."""
         return self.last.forward(self.logits(x))
+
+    def activations(self, x: ArrayLike) -> list[Array]:
+        """Each hidden layer's sigmoid outputs, then the class probabilities, for inputs x.
+
+        Unlike `predict` it keeps no state in the layers, so threads may call it at once.
+        """
+        out = np.asarray(x, dtype=self.dtype)
+        acts = []
+        with np.errstate(over="ignore"):  # exp(-a) = inf for very negative a: sigmoid 0
+            for a in self.affines[:-1]:
+                z = out @ a.params["W"]
+                z += a.params["b"]
+                np.negative(z, out=z)
+                np.exp(z, out=z)
+                z += 1
+                out = np.reciprocal(z, out=z)  # 1 / (1 + exp(-a)), in place
+                acts.append(out)
+        last = self.affines[-1]
+        acts.append(softmax(out @ last.params["W"] + last.params["b"]))
+        return acts
 
     def loss(self, x: ArrayLike, t: ArrayLike) -> float:
         """Mean cross-entropy against labels t (class indices or one-hot)."""
