@@ -230,10 +230,10 @@ def test_keyboard_clears_and_reaches_the_file_chooser(page: Any) -> None:
 
 def test_the_facts_about_the_weights_are_shown(page: Any) -> None:
     text = page.text_content("#info")
-    assert "784 → 50 → 100 → 10" in text
-    assert "45,360" in text
+    assert "784 → 800 → 300 → 10" in text  # the shipped default weights
+    assert "871,310" in text
     assert "float32" in text
-    assert "mnist-mlp-784-50-100-10.pkl" in text
+    assert "mnist-mlp-784-800-300-10.pkl" in text
 
 
 def test_a_phone_screen_needs_no_sideways_scrolling(browser: Any, url: str) -> None:
