@@ -174,7 +174,7 @@ def test_drawing_a_digit_shows_the_forward_pass(
     assert page.text_content("#confidence").endswith("% sure")
     assert lit_pixels(page, "#input") > 40  # the 28x28 digit the network saw
     captions = page.locator("#maps figcaption").all_text_contents()
-    assert captions == ["Hidden layer 1: 50 sigmoid units", "Hidden layer 2: 100 sigmoid units"]
+    assert captions == ["Hidden layer 1: 800 sigmoid units", "Hidden layer 2: 300 sigmoid units"]
     for i in (1, 2):  # a grey grid before, many colours now
         assert empty[i - 1] <= 2
         assert colours(page, f"#maps figure:nth-child({i}) canvas") > 10
