@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import pinned_command
+from crafted import RECONSTRUCT, SCALAR, Call
 from loopback import Loopback, MiniMnist, trickled_head
 
 LIMIT = 2**30  # bytes of address space
@@ -61,18 +62,6 @@ def assert_refused(res: subprocess.CompletedProcess[str], code: int, message: st
 # --- weights -------------------------------------------------------------------------
 
 
-class _Call:
-    """Pickles as fn(*args), then BUILD with state if given."""
-
-    def __init__(self, fn: object, *args: object, state: object = None) -> None:
-        self.fn, self.args, self.state = fn, args, state
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (self.fn, self.args) if self.state is None else (self.fn, self.args, self.state)
-
-
-RECONSTRUCT = np.zeros(1).__reduce__()[0]
-SCALAR = np.float64(1).__reduce__()[0]
 FROMBUFFER = np.zeros(1).__reduce_ex__(5)[0]
 F4x4 = (1, (4,), np.dtype("f4"), False, bytes(16))
 
@@ -88,9 +77,9 @@ def _params() -> dict[str, np.ndarray]:
     }
 
 
-def _dtype_state(kind: str, state: tuple[object, ...]) -> _Call:
+def _dtype_state(kind: str, state: tuple[object, ...]) -> Call:
     """A numpy.dtype whose pickled state is `state` (numpy's own __setstate__ takes any)."""
-    return _Call(np.dtype, kind, False, True, state=state)
+    return Call(np.dtype, kind, False, True, state=state)
 
 
 FORGED_F8 = _dtype_state("f8", (3, "<", None, None, None, 8, 1, 0x3F))
@@ -104,13 +93,13 @@ def _with_w1(w1: object) -> bytes:
 def _memo_encode(copies: int, size: int) -> bytes:
     """One `size`-character string, memoised, passed `copies` times to _codecs.encode."""
     text = "a" * size
-    return pickle.dumps([_Call(codecs.encode, text, "latin1") for _ in range(copies)], 2)
+    return pickle.dumps([Call(codecs.encode, text, "latin1") for _ in range(copies)], 2)
 
 
 def _memo_arrays(copies: int, size: int) -> bytes:
     """One `size`-byte data string, memoised, given to `copies` arrays."""
     state = (1, (size,), np.dtype("u1"), False, bytes(size))
-    arrays = [_Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=state) for _ in range(copies)]
+    arrays = [Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=state) for _ in range(copies)]
     return pickle.dumps(arrays, 4)
 
 
@@ -137,13 +126,13 @@ PLAIN_STATE = (
 HOSTILE_PICKLES: dict[str, tuple[Callable[[], bytes], str]] = {
     "forged dtype flags in an array's state": (
         lambda: _with_w1(
-            _Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=(1, (4,), FORGED_F8, False, bytes(32)))
+            Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=(1, (4,), FORGED_F8, False, bytes(32)))
         ),
         REFUSED + PLAIN_STATE.format(s=FORGED_STATE),
     ),
     "forged dtype in BUILD on a _frombuffer array": (
         lambda: _with_w1(
-            _Call(
+            Call(
                 FROMBUFFER,
                 bytes(16),
                 np.dtype("f4"),
@@ -155,12 +144,12 @@ HOSTILE_PICKLES: dict[str, tuple[Callable[[], bytes], str]] = {
         REFUSED + PLAIN_STATE.format(s=FORGED_STATE),
     ),
     "plain state in BUILD on a _frombuffer array": (
-        lambda: _with_w1(_Call(FROMBUFFER, bytes(16), np.dtype("f4"), (4,), "C", state=F4x4)),
+        lambda: _with_w1(Call(FROMBUFFER, bytes(16), np.dtype("f4"), (4,), "C", state=F4x4)),
         REFUSED + BUILD_ON.format(t="ndarray"),
     ),
     "BUILD on a _frombuffer array of a bytearray": (
         lambda: pickle.dumps(
-            {"W1": _Call(FROMBUFFER, bytearray(16), np.dtype("f4"), (4,), "C", state=F4x4)}, 5
+            {"W1": Call(FROMBUFFER, bytearray(16), np.dtype("f4"), (4,), "C", state=F4x4)}, 5
         ),
         REFUSED + BUILD_ON.format(t="ndarray"),
     ),
@@ -175,14 +164,14 @@ HOSTILE_PICKLES: dict[str, tuple[Callable[[], bytes], str]] = {
     "SETITEM on an array": (
         lambda: (
             b"\x80\x02}X\x02\x00\x00\x00W1"
-            + pickle.dumps(_Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=F4x4), 2)[2:-1]
+            + pickle.dumps(Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=F4x4), 2)[2:-1]
             + b"K\x00K\x01ss."  # array[0] = 1, then {"W1": array}
         ),
         REFUSED + "SETITEM is only allowed on a dict, found ndarray",
     ),
     "dtype with forged names and flags": (
         lambda: _with_w1(
-            _Call(
+            Call(
                 SCALAR,
                 _dtype_state("f8", (3, "|", None, ("a",), None, 8, 1, 0x3F)),
                 bytes(8),
@@ -192,14 +181,12 @@ HOSTILE_PICKLES: dict[str, tuple[Callable[[], bytes], str]] = {
     ),
     "object dtype": (
         lambda: _with_w1(
-            _Call(
-                RECONSTRUCT, np.ndarray, (0,), b"b", state=(1, (10**5,), np.dtype("O"), False, [])
-            )
+            Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=(1, (10**5,), np.dtype("O"), False, []))
         ),
         REFUSED + NOT_NUMERIC.format(d="O8"),
     ),
     "V1048576 scalar": (
-        lambda: _with_w1(_Call(SCALAR, np.dtype("V1048576"), b"")),
+        lambda: _with_w1(Call(SCALAR, np.dtype("V1048576"), b"")),
         REFUSED + NOT_NUMERIC.format(d="V1048576"),
     ),
     "memoised 1 MiB string encoded 3,000 times": (

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from crafted import RECONSTRUCT, SCALAR, Call
 from PIL import Image
 
 from mnist_infer.cli import cli
@@ -65,24 +66,9 @@ def run_cli(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args))
 
 
-class _Call:
-    """Pickles as fn(*args), then BUILD with state if given: any pickle, made to order."""
-
-    def __init__(self, fn: object, *args: object, state: object = None) -> None:
-        self.fn, self.args, self.state = fn, args, state
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (self.fn, self.args) if self.state is None else (self.fn, self.args, self.state)
-
-
-# What numpy's pickles call to rebuild arrays and scalars.
-RECONSTRUCT = np.zeros(1).__reduce__()[0]
-SCALAR = np.float64(1).__reduce__()[0]
-
-
 def _array_pickle(state: tuple[object, ...]) -> bytes:
     """{"W1": an array rebuilt as numpy does, from `state`}, pickled."""
-    return pickle.dumps({"W1": _Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=state)}, 2)
+    return pickle.dumps({"W1": Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=state)}, 2)
 
 
 # --- round trips -------------------------------------------------------------------
@@ -311,12 +297,12 @@ def _evil_payloads(marker: Path) -> dict[str, tuple[bytes, str]]:
             b"\x80\x03}(X\x02\x00\x00\x00W1"
             + array
             + b"X\x02\x00\x00\x00b1"
-            + pickle.dumps(_Call(eval, code), protocol=3)[2:-1]
+            + pickle.dumps(Call(eval, code), protocol=3)[2:-1]
             + b"u.",
             "builtins.eval",
         ),
         "protocol 5, nested": (
-            pickle.dumps({"W1": {"deep": [_Call(os.system, f"touch {m}")]}}, protocol=5),
+            pickle.dumps({"W1": {"deep": [Call(os.system, f"touch {m}")]}}, protocol=5),
             f"{os.system.__module__}.system",
         ),
     }
@@ -394,7 +380,7 @@ F4 = (np.dtype("f4"), (4,), "C")
 
 def _built_twice() -> bytes:
     """{"W1": an array whose BUILD runs a second time}, as a hand-written protocol 2 pickle."""
-    body = pickle.dumps(_Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=F4x4), 2)[2:-1]
+    body = pickle.dumps(Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=F4x4), 2)[2:-1]
     state = pickle.dumps((1, (1,), np.dtype("f4"), False, bytes(4)), 2)[2:-1]
     # DUP the built array, BUILD it again, POP the copy, then SETITEM it under "W1".
     return b"\x80\x02}X\x02\x00\x00\x00W1" + body + b"2" + state + b"b0s."
@@ -403,7 +389,7 @@ def _built_twice() -> bytes:
 # Pickles that name only allowed globals, yet would make numpy use memory the file does not fill.
 NUMPY_TRICKS: dict[str, tuple[bytes, str]] = {
     "ndarray called directly": (
-        pickle.dumps({"W1": _Call(np.ndarray, (784, 100000), "f8")}, 2),
+        pickle.dumps({"W1": Call(np.ndarray, (784, 100000), "f8")}, 2),
         NDARRAY_CALL,
     ),
     "ndarray called by protocol 0": (
@@ -411,26 +397,26 @@ NUMPY_TRICKS: dict[str, tuple[bytes, str]] = {
         NDARRAY_CALL,
     ),
     "_reconstruct with a shape": (
-        pickle.dumps({"W1": _Call(RECONSTRUCT, np.ndarray, (784, 100000), b"b")}, 2),
+        pickle.dumps({"W1": Call(RECONSTRUCT, np.ndarray, (784, 100000), b"b")}, 2),
         SHAPED,
     ),
     "_reconstruct with a shape, old module name": (
-        pickle.dumps({"W1": _Call(RECONSTRUCT, np.ndarray, (784, 100000), b"b")}, 2).replace(
+        pickle.dumps({"W1": Call(RECONSTRUCT, np.ndarray, (784, 100000), b"b")}, 2).replace(
             b"numpy._core.", b"numpy.core."
         ),
         SHAPED,
     ),
     "_reconstruct of another class": (
-        pickle.dumps({"W1": _Call(RECONSTRUCT, frozenset, (0,), b"b")}, 2),
+        pickle.dumps({"W1": Call(RECONSTRUCT, frozenset, (0,), b"b")}, 2),
         "numpy's _reconstruct is only allowed for numpy.ndarray",
     ),
     # numpy reads past the end of a short item list: a crash, or worse.
     "object array": (_array_pickle((1, (100000,), np.dtype("O"), False, [])), OBJECTS),
-    "object scalar": (pickle.dumps({"W1": _Call(SCALAR, np.dtype("O"), 1.0)}, 2), OBJECTS),
+    "object scalar": (pickle.dumps({"W1": Call(SCALAR, np.dtype("O"), 1.0)}, 2), OBJECTS),
     # A view of an array's memory would dangle once a second BUILD frees that memory.
     "_frombuffer on an array": (
         pickle.dumps(
-            {"W1": _Call(FROMBUFFER, _Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=F4x4), *F4)},
+            {"W1": Call(FROMBUFFER, Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=F4x4), *F4)},
             2,
         ),
         "numpy's _frombuffer is only allowed on bytes, found ndarray",
@@ -438,7 +424,7 @@ NUMPY_TRICKS: dict[str, tuple[bytes, str]] = {
     "array state set twice": (_built_twice(), "setting an array's state twice is not allowed"),
     # Nested "hex" encodings double the size at each level: 31 of them make gigabytes.
     "_codecs.encode with another codec": (
-        pickle.dumps({"W1": _Call(codecs.encode, b"00", "hex")}, 2),
+        pickle.dumps({"W1": Call(codecs.encode, b"00", "hex")}, 2),
         "_codecs.encode is only allowed on a str with the latin1 codec, found bytes with 'hex'",
     ),
 }
@@ -457,16 +443,16 @@ def test_numpy_tricks_are_refused(tmp_path: Path, case: str) -> None:
     assert res.stderr == f"Error: refusing to load {p}: {reason}\n"
 
 
-def _forged_dtype(kind: str, flags: int) -> _Call:
+def _forged_dtype(kind: str, flags: int) -> Call:
     """A dtype whose pickled state sets numpy's internal flags, e.g. "items are pointers"."""
-    return _Call(np.dtype, kind, False, True, state=(3, "|", None, None, None, 8, 1, flags))
+    return Call(np.dtype, kind, False, True, state=(3, "|", None, None, None, 8, 1, flags))
 
 
 def test_forged_dtype_flags_are_refused(tmp_path: Path) -> None:
     params = {k: v.astype(np.float64) for k, v in make_params().items()}
     dtype = _forged_dtype("f8", 0x3F)
     forged = {
-        k: _Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=(1, v.shape, dtype, False, v.tobytes()))
+        k: Call(RECONSTRUCT, np.ndarray, (0,), b"b", state=(1, v.shape, dtype, False, v.tobytes()))
         for k, v in params.items()
     }
     p = write_pickle(tmp_path / "w.pkl", forged, 2)
@@ -481,7 +467,7 @@ def test_forged_dtype_flags_are_refused(tmp_path: Path) -> None:
 
 def test_forged_dtype_cannot_make_a_scalar_read_pointers(tmp_path: Path) -> None:
     # With these flags numpy's own scalar() takes the 8 bytes for a pointer and crashes.
-    forged = {**make_params(), "W1": _Call(SCALAR, _forged_dtype("V8", 0x21), b"A" * 8)}
+    forged = {**make_params(), "W1": Call(SCALAR, _forged_dtype("V8", 0x21), b"A" * 8)}
     p = write_pickle(tmp_path / "w.pkl", forged, 2)
     with pytest.raises(UnsafePickleError) as e:
         load_weights(p)
