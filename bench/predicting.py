@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import textbook_ch3 as tb
 from common import (
+    BENCH,
     CLI,
     PNG_DIR,
     Row,
     Section,
     Spawner,
+    child_env,
     median_time,
     need_command,
-    process_runs,
     test_split,
     weights_file,
 )
@@ -91,22 +93,18 @@ def bench_predict(sec: Section, spawner: Spawner) -> None:
         ]
         sec.notes.append(f"{name}: accuracy {_predict_accuracy(rs[0]['stdout'], labels):.4f}")
     sec.notes.append("peak RSS is the largest single process (decoding workers are not summed)")
-    _one_image(sec, spawner, folder / "00000.png", weights)
+    _against_plain_loop(sec)
 
 
-def _one_image(sec: Section, spawner: Spawner, png: Path, weights: Path) -> None:
-    """One image, process start to answer, against starting Python with numpy and Pillow."""
-    floor = "import numpy, PIL.Image"
-    commands = {
-        floor: [sys.executable, "-c", floor],
-        "predict one PNG": [CLI, "predict", "--weights", str(weights), str(png)],
-    }
-    secs = {
-        k: statistics.median(r["seconds"] for r in rs)
-        for k, rs in process_runs(spawner, commands).items()
-    }
-    sec.rows += [
-        Row(f"python -c '{floor}'", secs[floor] * 1e3, "ms"),
-        Row("predict one PNG, whole process", secs["predict one PNG"] * 1e3, "ms"),
-        Row(f"predict one PNG / `{floor}`: time", secs["predict one PNG"] / secs[floor], "x"),
-    ]
+def _against_plain_loop(sec: Section) -> None:
+    """predict_speed.py's ratios (default weights): predict DIR against a plain one-process
+    Pillow + numpy loop, and predict one.png against starting Python with numpy and Pillow."""
+    argv = [sys.executable, str(BENCH / "predict_speed.py"), "--runs", "5"]
+    p = subprocess.run(argv, capture_output=True, text=True, env=child_env(), check=False)
+    if p.returncode != 0:
+        raise RuntimeError(f"predict_speed.py exited {p.returncode}: {p.stderr.strip()[-300:]}")
+    r = json.loads(p.stdout)
+    for name, secs in r["seconds"].items():
+        sec.rows.append(Row(f"{name} (default weights), whole process", secs, "s"))
+    for name, ratio in r["ratios"].items():
+        sec.rows.append(Row(f"{name}: time", ratio, "x", r["targets"][name]))
