@@ -56,7 +56,7 @@ class Prediction:
 
     @property
     def label(self) -> int:
-        return int(np.argmax(self.probs))
+        return int(self.probs.argmax())
 
     @property
     def confidence(self) -> float:
@@ -345,9 +345,11 @@ def text_line(p: Prediction, k: int = 1, min_confidence: float | None = None) ->
     `unsure` ends the line when the confidence is below min_confidence. Control characters
     in the path are escaped, so one file is always one line.
     """
-    runners = "".join(f"  {d}:{q:.3f}" for d, q in p.top(k)[1:])
-    mark = "  unsure" if unsure(p, min_confidence) else ""
-    return f"{escape(p.path)}  {p.label}  {p.confidence:.3f}{runners}{mark}"
+    label = p.label
+    confidence = float(p.probs[label])  # p.confidence, without a second argmax
+    runners = "".join(f"  {d}:{q:.3f}" for d, q in p.top(k)[1:]) if k > 1 else ""
+    mark = "  unsure" if min_confidence is not None and confidence < min_confidence else ""
+    return f"{escape(p.path)}  {label}  {confidence:.3f}{runners}{mark}"
 
 
 def unsure(p: Prediction, min_confidence: float | None) -> bool:
