@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import warnings
 from collections.abc import Sequence
@@ -86,23 +85,30 @@ def _open(source: str | Path | IO[bytes]) -> Image.Image:
     Anything else (or a file that plugin cannot open) goes the usual way, with the five
     plugins loaded first, so every file opens (or fails) as Image.open alone would do it.
     """
-    import importlib
-
     from PIL import Image
 
     if Image._initialized < 2:
         known = _sniff(source)
-        if known is not None:
-            importlib.import_module(f"PIL.{known[1]}")
+        if known is not None and _imported(f"PIL.{known[1]}"):
             Image._initialized = 1  # the others are loaded below when a file needs them
             try:
                 return Image.open(source, formats=[known[0]])
             except Image.UnidentifiedImageError:
                 pass
         for plugin in _PREINIT:  # what Image.preinit loads
-            with contextlib.suppress(ImportError):
-                importlib.import_module(f"PIL.{plugin}")
+            _imported(f"PIL.{plugin}")
     return Image.open(source)
+
+
+def _imported(module: str) -> bool:
+    """True if the module could be imported (Image.preinit skips the plugins that cannot)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _sniff(source: str | Path | IO[bytes]) -> tuple[str, str] | None:
