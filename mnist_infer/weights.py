@@ -453,6 +453,11 @@ def _shape(a: np.ndarray) -> str:
 
 def _check_finite(a: np.ndarray, name: str, dtype: np.dtype) -> None:
     """Raise WeightsError unless a is finite, also once converted to the network's dtype."""
+    # The usual case, fast: NaN spreads to the maximum, and an inf is the maximum or minimum.
+    with np.errstate(over="ignore"):
+        c = a if a.size == 0 or a.dtype == dtype else a.astype(dtype)
+        if a.size and np.isfinite((a.max(), a.min(), c.max(), c.min())).all():
+            return
     bad = a.size - int(np.count_nonzero(np.isfinite(a)))
     if bad:
         raise WeightsError(
@@ -554,9 +559,13 @@ def _check_range(w: np.ndarray, b: np.ndarray, name: str, dtype: np.dtype) -> No
     Every layer's inputs lie in [0, 1] (pixels, then sigmoids), so no unit's weighted sum,
     in whatever order it is added up, exceeds the sum of |w| over its column plus |b|.
     """
+    limit = float(np.finfo(dtype).max)
+    # Each column's sum is at most rows times the largest |w|: far below the limit, it passes.
+    most = max(-float(w.min()), float(w.max())) * w.shape[0] + float(np.abs(b).max())
+    if 2 * most <= limit:
+        return
     with np.errstate(over="ignore"):
         top = float((np.abs(w).sum(axis=0, dtype=np.float64) + np.abs(b)).max())
-    limit = float(np.finfo(dtype).max)
     if not top <= limit:
         raise WeightsError(
             f"{name} can make a unit's input as large as {top:.3g} (the sum of |weights|"

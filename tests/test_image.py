@@ -635,3 +635,42 @@ def test_as_is_on_8_bit_grey_is_the_float_path(invert: image.Invert, border: int
     flip = invert == "yes" or (invert == "auto" and image._med(image._border(g)) > 0.5)
     want = ((1 - g if flip else g) * 255 + 0.5).astype(np.uint8)
     np.testing.assert_array_equal(image.as_is(img, invert), want)
+
+
+def test_streams_open_alike_whichever_plugins_were_loaded_before() -> None:
+    """Each stream's signature loads only its plugin; every format still opens as it did."""
+    import subprocess
+    import sys
+
+    script = """
+import io, sys
+import numpy as np
+from PIL import Image, ImageDraw
+from mnist_infer.image import load_digit
+if sys.argv[1] == "all":
+    Image.init()
+big = Image.new("L", (112, 112), 0)
+ImageDraw.Draw(big).line([(30, 24), (82, 24), (50, 92)], fill=255, width=10)
+out = []
+for fmt in ("PNG", "TIFF", "JPEG", "PPM", "GIF", "BMP", "PNG"):
+    buf = io.BytesIO()
+    big.save(buf, fmt)
+    buf.seek(0)
+    out.append(load_digit(buf, fmt)[0].tobytes().hex())
+buf = io.BytesIO(b"\\x89PNG\\r\\n\\x1a\\n" + bytes(40))
+try:
+    load_digit(buf, "bad")
+except Exception as err:
+    out.append(str(err))
+print("\\n".join(out))
+"""
+
+    def run(mode: str) -> str:
+        r = subprocess.run(
+            [sys.executable, "-c", script, mode], capture_output=True, text=True, check=True
+        )
+        return r.stdout
+
+    lazy, eager = run("lazy"), run("all")
+    assert lazy == eager
+    assert lazy.splitlines()[-1].startswith("bad: ")
