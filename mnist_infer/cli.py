@@ -923,10 +923,7 @@ def _byte_size(ctx: click.Context, param: click.Parameter, value: str) -> int:
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Processes serving requests, each with its own threads; a second one helps where a"
-    " core is free.",
+    help="Processes serving requests, each with its own threads  [default: one per CPU].",
 )
 @click.option(
     "--max-upload",
@@ -940,7 +937,7 @@ def serve(
     port: int,
     weights_path: Path | None,
     open_browser: bool,
-    workers: int,
+    workers: int | None,
     max_upload: int,
 ) -> None:
     """Serve the draw-a-digit page and a JSON API (/api/info, POST /api/predict).
@@ -977,5 +974,9 @@ def serve(
         import webbrowser
 
         webbrowser.open(server.url)
+    if workers is None:
+        from mnist_infer.network import _cpus
+
+        workers = _cpus()  # one process tops out near one core: its Python holds one GIL
     name = sv.serve_until_stopped(server, workers)
     click.echo(f"Stopped ({name}).", err=True)

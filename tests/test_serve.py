@@ -26,7 +26,7 @@ from mnist_infer import serve as sv
 from mnist_infer.cli import cli
 from mnist_infer.functions import sigmoid, softmax
 from mnist_infer.image import load_digit
-from mnist_infer.network import Network
+from mnist_infer.network import Network, _cpus
 from mnist_infer.weights import default_weights_path, file_sha256, load_weights, read_metadata
 
 STATIC = Path(sv.__file__).parent / "static"
@@ -753,7 +753,7 @@ def test_max_upload_sizes(no_serving: dict[str, Any], value: str, size: int) -> 
     res = CliRunner().invoke(cli, ["serve", "--port", "0", "--max-upload", value])
     assert res.exit_code == 0, res.output
     assert no_serving["server"].app.max_upload == size
-    assert no_serving["workers"] == 1
+    assert no_serving["workers"] == _cpus()  # one process per CPU by default
     assert "opened" not in no_serving
 
 
