@@ -218,14 +218,24 @@ def flops(params: dict[str, np.ndarray], n: int) -> float:
     return 2.0 * n * sum(params[f"W{i}"].size for i in range(1, 4))
 
 
-def process_runs(spawner: Spawner, commands: dict[str, list[str]]) -> dict[str, list[dict]]:
-    """Run the commands PROCESS_RUNS times each, interleaved; fail on a non-zero exit."""
+def process_runs(
+    spawner: Spawner,
+    commands: dict[str, list[str]],
+    repeat: int = PROCESS_RUNS,
+    envs: dict[str, dict[str, str]] | None = None,
+    keep: int | None = 4000,
+    warmup: bool = True,
+) -> dict[str, list[dict]]:
+    """Run the commands `repeat` times each, interleaved (with extra env per command, if
+    given, and their output cut to `keep` characters); fail on a non-zero exit."""
+    envs = envs or {}
     runs: dict[str, list[dict]] = {k: [] for k in commands}
-    for argv in commands.values():
-        spawner.run(argv)  # warm-up: file cache and bytecode, not timed
-    for _ in range(PROCESS_RUNS):
+    if warmup:
         for name, argv in commands.items():
-            r = spawner.run(argv)
+            spawner.run(argv, env=envs.get(name))  # file cache and bytecode, not timed
+    for _ in range(repeat):
+        for name, argv in commands.items():
+            r = spawner.run(argv, keep=keep, env=envs.get(name))
             if r["rc"] != 0:
                 raise RuntimeError(f"{name} exited {r['rc']}: {r['stderr'].strip()[-300:]}")
             runs[name].append(r)

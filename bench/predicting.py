@@ -20,6 +20,7 @@ from common import (
     child_env,
     median_time,
     need_command,
+    process_runs,
     test_split,
     weights_file,
 )
@@ -72,13 +73,7 @@ def bench_predict(sec: Section, spawner: Spawner) -> None:
     variants = {"predict DIR": [CLI, "predict", "--weights", str(weights), "--json", str(folder)]}
     if "--no-preprocess" in help_text:
         variants["predict DIR --no-preprocess"] = [*variants["predict DIR"], "--no-preprocess"]
-    runs: dict[str, list[dict]] = {k: [] for k in variants}
-    for _ in range(3):
-        for name, argv in variants.items():
-            r = spawner.run(argv, keep=None)
-            if r["rc"] != 0:
-                raise RuntimeError(f"{name} exited {r['rc']}: {r['stderr'].strip()[-300:]}")
-            runs[name].append(r)
+    runs = process_runs(spawner, variants, repeat=3, keep=None, warmup=False)
     params = tb.init_network(str(weights))
     t_naive = median_time(lambda: _naive_png_loop(folder, params), repeat=1, warmup=0)
     n = len(images)

@@ -16,6 +16,7 @@ from common import (
     ensure_cache,
     has_module,
     need_command,
+    process_runs,
 )
 
 from mnist_infer.network import _blas, _cpus
@@ -61,13 +62,7 @@ def _blas_threads(sec: Section, spawner: Spawner) -> None:
         "one BLAS thread (default)": {},
         f"{_cpus()} BLAS threads": {"OPENBLAS_NUM_THREADS": str(_cpus())},
     }
-    runs: dict[str, list[dict]] = {k: [] for k in envs}
-    for _ in range(3):
-        for name, env in envs.items():
-            r = spawner.run(argv, env=env)
-            if r["rc"] != 0:
-                raise RuntimeError(f"train exited {r['rc']}: {r['stderr'].strip()[-300:]}")
-            runs[name].append(r)
+    runs = process_runs(spawner, dict.fromkeys(envs, argv), repeat=3, envs=envs, warmup=False)
     wall = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
     cpu = {k: statistics.median(r["cpu_seconds"] for r in v) for k, v in runs.items()}
     for k in envs:
