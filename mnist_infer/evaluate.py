@@ -82,7 +82,7 @@ def evaluate(
     """
     path = weights_path(weights)
     params, sha = read_weights(path)
-    net = Network(params)
+    net = Network(params, copy=False)  # freshly read: no one else holds them
     quiet = not progress if quiet is None else quiet
     images, labels = load_arrays(split, cache_dir, mirrors=mirrors, quiet=quiet)
     if limit is not None:

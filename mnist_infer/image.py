@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from typing import IO, TYPE_CHECKING, Literal, NoReturn
 import numpy as np
 from numpy.typing import NDArray
 
+from mnist_infer import png
 from mnist_infer.errors import ImageError
 
 if TYPE_CHECKING:
@@ -368,23 +370,23 @@ def _mnist_form(d: Digit) -> bool:
     unchanged: a black border, full-strength ink, a 20-pixel box without gaps, the mass on
     the centre (measured as _frame measures it)."""
     m = d.astype(np.int32)
-    rs, cs = m.sum(axis=1), m.sum(axis=0)  # integer sums: exact, as _frame's are
-    if rs[0] or rs[-1] or cs[0] or cs[-1] or d.max() != 255:
+    # Exact integer sums, as _frame's are; plain lists, since this runs once per file and
+    # 28 numbers cost less in Python than another numpy call each.
+    rs, cs = m.sum(axis=1).tolist(), m.sum(axis=0).tolist()
+    if rs[0] or rs[-1] or cs[0] or cs[-1] or b"\xff" not in d.tobytes():
         return False
-    rows, cols = np.flatnonzero(rs), np.flatnonzero(cs)
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+    rows = [i for i, v in enumerate(rs) if v]
+    cols = [i for i, v in enumerate(cs) if v]
+    y0, y1, x0, x1 = rows[0], rows[-1], cols[0], cols[-1]
     h, w = y1 - y0 + 1, x1 - x0 + 1
-    if max(h, w) != BOX or rows.size != h or cols.size != w:
+    if max(h, w) != BOX or len(rows) != h or len(cols) != w:
         return False
-    total = int(rs.sum())
-    cy = (int(rs @ _AT) - y0 * total) / total  # the centre of mass in the crop
-    cx = (int(cs @ _AT) - x0 * total) / total
-    oy = min(max(int(np.floor(SIZE // 2 - cy + 0.5)), 0), SIZE - h)
-    ox = min(max(int(np.floor(SIZE // 2 - cx + 0.5)), 0), SIZE - w)
+    total = sum(rs)
+    cy = (sum(i * v for i, v in enumerate(rs)) - y0 * total) / total  # centre of the crop's mass
+    cx = (sum(i * v for i, v in enumerate(cs)) - x0 * total) / total
+    oy = min(max(math.floor(SIZE // 2 - cy + 0.5), 0), SIZE - h)
+    ox = min(max(math.floor(SIZE // 2 - cx + 0.5), 0), SIZE - w)
     return (oy, ox) == (y0, x0)
-
-
-_AT = np.arange(SIZE)
 
 
 def noise_level(ring: NDArray[np.float32], bg: float) -> float:
@@ -581,32 +583,51 @@ def _frame(crop: NDArray[np.float32]) -> Digit:
     return out
 
 
+def _grey8(img: Image.Image) -> bool:
+    """True for 8-bit grey pixels without transparency, as in MNIST's own files."""
+    return img.mode == "L" and "transparency" not in img.info
+
+
 def preprocess(img: Image.Image, invert: Invert = "auto", name: str = "image") -> Digit:
     """Full MNIST normalisation of a decoded image."""
-    grey8 = img.mode == "L" and "transparency" not in img.info  # as MNIST's own files
-    if grey8 and img.size == (SIZE, SIZE) and invert != "yes":
-        d = np.array(img)
-        if _mnist_form(d):
-            return d
+    if _grey8(img) and max(img.size) <= WORK:
+        return grey8_digit(np.asarray(img), invert, name)
     return normalize(to_gray(_reduce(img), name), invert, name)
+
+
+def grey8_digit(d: Digit, invert: Invert = "auto", name: str = "image") -> Digit:
+    """preprocess() for 8-bit grey pixels (sides up to WORK)."""
+    if d.shape == (SIZE, SIZE) and invert != "yes" and _mnist_form(d):
+        return d.copy()
+    return normalize(d.astype(np.float32) * np.float32(1 / 255), invert, name)
 
 
 def as_is(img: Image.Image, invert: Invert = "auto", name: str = "image") -> Digit:
     """An image that already is MNIST-format: grayscale (inverted if asked/detected), 28x28."""
-    if img.size != (SIZE, SIZE):
-        w, h = img.size
-        raise ImageError(
-            f"{name}: is {w}x{h}, --no-preprocess needs 28x28 (drop --no-preprocess to resize)"
-        )
-    scale = np.float32(1 / 255)
-    if img.mode == "L" and "transparency" not in img.info and invert != "yes":
-        d = np.array(img)  # 8-bit grey: its bytes are the answer unless it must be inverted
-        if invert == "no" or not _med(_border(d).astype(np.float32) * scale) > 0.5:
-            return d
+    _need_mnist_size(img.size[::-1], name)
+    if _grey8(img):
+        return grey8_as_is(np.asarray(img), invert, name)
     g = to_gray(img, name)
     if invert == "yes" or (invert == "auto" and _med(_border(g)) > 0.5):
         g = 1 - g
     return (g * 255 + 0.5).astype(np.uint8)
+
+
+def grey8_as_is(d: Digit, invert: Invert = "auto", name: str = "image") -> Digit:
+    """as_is() for 8-bit grey pixels: their bytes are the answer unless they must be inverted."""
+    _need_mnist_size(d.shape, name)
+    g = d.astype(np.float32) * np.float32(1 / 255)
+    if invert == "yes" or (invert == "auto" and _med(_border(g)) > 0.5):
+        return ((1 - g) * 255 + 0.5).astype(np.uint8)
+    return d.copy()
+
+
+def _need_mnist_size(shape: tuple[int, ...], name: str) -> None:
+    if shape != (SIZE, SIZE):
+        h, w = shape
+        raise ImageError(
+            f"{name}: is {w}x{h}, --no-preprocess needs 28x28 (drop --no-preprocess to resize)"
+        )
 
 
 def load_digit(
@@ -615,9 +636,31 @@ def load_digit(
     invert: Invert = "auto",
     raw: bool = False,
 ) -> tuple[Digit, list[str]]:
-    """Read an image file or stream into a (28, 28) uint8 digit plus notes for the user."""
+    """Read an image file or stream into a (28, 28) uint8 digit plus notes for the user.
+
+    Small 8-bit grey PNG files (MNIST digits saved as files) are read without Pillow.
+    """
+    grey = _small_png(source)
+    if grey is not None:
+        return (grey8_as_is if raw else grey8_digit)(grey, invert, name), []
     img, notes = open_image(source, name)
     return (as_is if raw else preprocess)(img, invert, name), notes
+
+
+def _small_png(source: str | Path | IO[bytes]) -> Digit | None:
+    """The pixels of a stream holding a small 8-bit grey PNG file; None for anything else,
+    with the stream where it was."""
+    if isinstance(source, (str, Path)):
+        return None  # Pillow opens paths, and says why one cannot be read
+    try:
+        if not source.seekable():
+            return None
+        start = source.tell()
+        data = source.read(png.MAX_BYTES + 1)
+        source.seek(start)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return png.read(data) if isinstance(data, bytes) else None
 
 
 def to_art(digit: Digit) -> str:

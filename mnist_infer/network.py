@@ -21,14 +21,18 @@ Array = NDArray[np.floating]
 class Network:
     """Affine -> Sigmoid -> ... -> Affine -> softmax, built from W1..Wn and b1..bn."""
 
-    def __init__(self, params: Mapping[str, ArrayLike], dtype: DTypeLike = np.float32) -> None:
+    def __init__(
+        self, params: Mapping[str, ArrayLike], dtype: DTypeLike = np.float32, *, copy: bool = True
+    ) -> None:
+        """copy=False adopts arrays that already are C-ordered `dtype` (e.g. freshly loaded)."""
         self.dtype = np.dtype(dtype)
         n = check_params(params, "network parameters", inputs=None, outputs=None, dtype=self.dtype)
-        # Own C-ordered copies: training updates them in place through `params`.
+        # Own C-ordered copies by default: training updates them in place through `params`.
+        own = np.array if copy else np.asarray
         self.affines = [
             Affine(
-                np.array(params[f"W{i}"], dtype=self.dtype, order="C"),
-                np.array(params[f"b{i}"], dtype=self.dtype, order="C"),
+                own(params[f"W{i}"], dtype=self.dtype, order="C"),
+                own(params[f"b{i}"], dtype=self.dtype, order="C"),
             )
             for i in range(1, n + 1)
         ]

@@ -186,7 +186,7 @@ def _opened(path: str) -> IO[bytes] | nullcontext[None]:
         fd = os.open(path, flags)
     except OSError:
         return nullcontext()
-    f = os.fdopen(fd, "rb")
+    f = os.fdopen(fd, "rb", buffering=0)  # one read for a small PNG; Pillow reads in blocks
     try:  # swapped for something else between the two looks?
         _check_kind_and_size(path, os.fstat(fd))
     except BaseException:
@@ -344,7 +344,7 @@ def load_network(path: str | os.PathLike[str] | None = None) -> Classifier:
     from mnist_infer.network import Network
     from mnist_infer.weights import load_weights, weights_path
 
-    return Network(load_weights(weights_path(path)))
+    return Network(load_weights(weights_path(path)), copy=False)  # arrays nobody else holds
 
 
 def text_line(p: Prediction, k: int = 1, min_confidence: float | None = None) -> str:

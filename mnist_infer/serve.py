@@ -65,7 +65,7 @@ class App:
 
         path = Path(weights_path) if weights_path is not None else default_weights_path()
         d = describe(path)
-        self.net = Network(load_weights(path))
+        self.net = Network(load_weights(path), copy=False)
         self.metadata_warning = d.metadata_error
         self.info = {
             "sizes": self.net.sizes,

@@ -451,12 +451,17 @@ def _shape(a: np.ndarray) -> str:
     return str(tuple(a.shape))
 
 
+def _ends(a: np.ndarray) -> tuple[Any, Any]:
+    return a.max(), a.min()
+
+
 def _check_finite(a: np.ndarray, name: str, dtype: np.dtype) -> None:
     """Raise WeightsError unless a is finite, also once converted to the network's dtype."""
     # The usual case, fast: NaN spreads to the maximum, and an inf is the maximum or minimum.
     with np.errstate(over="ignore"):
-        c = a if a.size == 0 or a.dtype == dtype else a.astype(dtype)
-        if a.size and np.isfinite((a.max(), a.min(), c.max(), c.min())).all():
+        same = a.size == 0 or a.dtype == dtype
+        ends = (a.max(), a.min()) if same else (a.max(), a.min(), *_ends(a.astype(dtype)))
+        if a.size and np.isfinite(ends).all():
             return
     bad = a.size - int(np.count_nonzero(np.isfinite(a)))
     if bad:
@@ -829,15 +834,27 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 def default_weights_path(check: bool = True, name: str = DEFAULT_NAME) -> Path:
     """The default (or the named) weights that ship inside the package (must exist if check)."""
-    from importlib.resources import files
-
-    p = Path(str(files("mnist_infer._shipped").joinpath(name)))
+    p = _shipped_folder() / name
     if check and not p.is_file():
         raise WeightsError(
             f"no default weights: {p} is missing from the installed package; reinstall"
             " mnist-infer, or pass --weights PATH"
         )
     return p
+
+
+def _shipped_folder() -> Path:
+    """Where the package mnist_infer._shipped is: its folder on disk when it has one (the
+    same answer as importlib.resources, without that module's ~10 ms of imports)."""
+    import importlib
+
+    package = importlib.import_module("mnist_infer._shipped")
+    for folder in getattr(package, "__path__", []):
+        if os.path.isdir(folder):
+            return Path(folder)
+    from importlib.resources import files
+
+    return Path(str(files("mnist_infer._shipped")))
 
 
 def weights_path(value: str | os.PathLike[str] | None) -> Path:
