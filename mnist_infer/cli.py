@@ -102,9 +102,15 @@ def _json_line(record: object) -> None:
     click.echo(json.dumps(record))
 
 
+# Shared: each click.Path looks its name up in the translations when it is made.
+FOLDER = click.Path(file_okay=False, path_type=Path)
+FILE = click.Path(dir_okay=False, path_type=Path)
+ANY_PATH = click.Path(path_type=Path)
+
+
 cache_dir_option = click.option(
     "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=FOLDER,
     envvar="MNIST_INFER_CACHE",
     show_envvar=True,
     help="Folder for the verified MNIST files (default: the user cache folder).",
@@ -134,7 +140,7 @@ def weights_option(help: str) -> Any:
     return click.option(
         "--weights",
         "weights_path",
-        type=click.Path(path_type=Path),
+        type=ANY_PATH,
         envvar="MNIST_INFER_WEIGHTS",
         show_envvar=True,
         help=help,
@@ -280,7 +286,7 @@ def download(
 @click.option(
     "--report",
     "report_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=FOLDER,
     help="Also write confusion.png and mistakes.png (the first 100 misclassified digits) into"
     " this folder (created if missing; files of those names are replaced).",
 )
@@ -378,7 +384,7 @@ def evaluate(
     "weights_path",
     metavar="[WEIGHTS]",
     required=False,
-    type=click.Path(path_type=Path),
+    type=ANY_PATH,
     envvar="MNIST_INFER_WEIGHTS",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the description as one JSON object.")
@@ -492,7 +498,7 @@ def info(weights_path: Path | None, as_json: bool, quiet: bool) -> None:
 @click.option(
     "--save-preprocessed",
     "save_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=FOLDER,
     metavar="FOLDER",
     help="Write each 28x28 digit the network saw as FOLDER/<stem>.png (created if missing;"
     " files of the same names are replaced; a stem seen before gets <stem>-2.png, and a note).",
@@ -640,7 +646,7 @@ def predict(
 )
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=FOLDER,
     default=Path("digits"),
     show_default=True,
     help="Folder for the PNG files (created if missing; files of the same names are replaced).",
@@ -788,7 +794,7 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE,
     required=True,
     help="Where to write the weights: .pkl (the textbook's dict) or .npz; metadata goes to"
     " OUT.json.",
