@@ -7,7 +7,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Literal, NoReturn
+from typing import IO, TYPE_CHECKING, Literal, NoReturn, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 Invert = Literal["auto", "yes", "no"]
+_T = TypeVar("_T", bound=np.generic)
 Digit = NDArray[np.uint8]
 
 MAX_PIXELS = 50_000_000  # larger images are refused (decompression-bomb guard)
@@ -231,7 +232,7 @@ def _reduce(img: Image.Image) -> Image.Image:
     return img.reduce(factor)
 
 
-def _border(a: NDArray[np.float32]) -> NDArray[np.float32]:
+def _border(a: NDArray[_T]) -> NDArray[_T]:
     """The one-pixel outer ring of a 2-D array."""
     if min(a.shape) < 3:
         return a.ravel()
@@ -616,10 +617,21 @@ def as_is(img: Image.Image, invert: Invert = "auto", name: str = "image") -> Dig
 def grey8_as_is(d: Digit, invert: Invert = "auto", name: str = "image") -> Digit:
     """as_is() for 8-bit grey pixels: their bytes are the answer unless they must be inverted."""
     _need_mnist_size(d.shape, name)
-    g = d.astype(np.float32) * np.float32(1 / 255)
-    if invert == "yes" or (invert == "auto" and _med(_border(g)) > 0.5):
-        return ((1 - g) * 255 + 0.5).astype(np.uint8)
+    if invert == "yes" or (invert == "auto" and _light_border(d)):
+        return 255 - d
     return d.copy()
+
+
+def _light_border(d: Digit) -> bool:
+    """True if the median of an 8-bit image's outer ring is above 0.5, as _med(_border(g))
+    finds it on to_gray's float32 levels (ties at mid-grey fall the same way)."""
+    ring = sorted(_border(d).tolist())  # ~100 numbers: plain Python beats numpy's overhead
+    k = len(ring) // 2
+    lo, hi = _LEVELS[ring[k - 1 if len(ring) % 2 == 0 else k]], _LEVELS[ring[k]]
+    return 0.5 * (lo + hi) > 0.5
+
+
+_LEVELS = (np.arange(256, dtype=np.float32) * np.float32(1 / 255)).tolist()  # to_gray's levels
 
 
 def _need_mnist_size(shape: tuple[int, ...], name: str) -> None:

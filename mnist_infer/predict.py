@@ -51,23 +51,23 @@ class Prediction:
     """Class probabilities for one image and the 28x28 digit the network saw."""
 
     # A plain class: one per file, and the dataclass machinery costs a one-file run ~2 ms.
-    __slots__ = ("digit", "notes", "path", "probs")
+    __slots__ = ("confidence", "digit", "label", "notes", "path", "probs")
 
     def __init__(
-        self, path: str, probs: NDArray[np.floating], digit: Digit, notes: tuple[str, ...] = ()
+        self,
+        path: str,
+        probs: NDArray[np.floating],
+        digit: Digit,
+        notes: tuple[str, ...] = (),
+        label: int | None = None,
     ) -> None:
+        """label: the most probable digit, when the caller has it already."""
         self.path, self.probs, self.digit, self.notes = path, probs, digit, notes
+        self.label = int(probs.argmax()) if label is None else label
+        self.confidence = float(probs[self.label])
 
     def __repr__(self) -> str:
         return f"Prediction({self.path!r}, digit={self.label}, confidence={self.confidence:.3f})"
-
-    @property
-    def label(self) -> int:
-        return int(self.probs.argmax())
-
-    @property
-    def confidence(self) -> float:
-        return float(self.probs[self.label])
 
     def top(self, k: int) -> list[tuple[int, float]]:
         """The k most probable digits with their probabilities, best first."""
@@ -146,11 +146,12 @@ def _is_dir(e: os.DirEntry[str]) -> bool:
         return False
 
 
-Loaded = tuple[str, Digit | None, tuple[str, ...], str | None]  # path, digit, notes, error
+Decoded = tuple[str, Digit | None, tuple[str, ...], str | None]  # path, digit, notes, error
+Loaded = tuple[str, Digit | bytes | None, tuple[str, ...], str | None]  # bytes from a worker
 Item = str | Failure | tuple[str, bytes]  # a path, a gathering failure, or stdin's bytes
 
 
-def _work(item: Item, invert: Invert, raw: bool) -> Loaded:
+def _work(item: Item, invert: Invert, raw: bool) -> Decoded:
     """Decode and preprocess one input."""
     if isinstance(item, Failure):
         return item.path, None, (), item.message
@@ -266,9 +267,7 @@ def _loaded(items: Iterator[Item], invert: Invert, raw: bool, jobs: int) -> Iter
     with mp.get_context("fork").Pool(jobs, initializer=_ignore_interrupts) as pool:
         packed = functools.partial(_work_packed, invert=invert, raw=raw)
         # Chunks of 128: fewer messages each way; POOL_AFTER files still make 4 chunks.
-        for path, data, notes, error in pool.imap(packed, rest, chunksize=128):
-            digit = None if data is None else np.frombuffer(data, np.uint8).reshape(28, 28).copy()
-            yield path, digit, notes, error
+        yield from pool.imap(packed, rest, chunksize=128)
 
 
 def _work_packed(
@@ -321,23 +320,26 @@ def predict_files(
     n = 0
 
     def flush() -> Iterator[Prediction | Failure]:
-        probs = net.predict(np.divide(batch[:n], 255, dtype=np.float32)) if n else None
+        if n:  # whole-batch steps: per-image numpy calls would cost more than the maths
+            probs = net.predict(np.divide(batch[:n], 255, dtype=np.float32))
+            labels = probs.argmax(axis=1).tolist()
+            digits = batch[:n].reshape(n, 28, 28).copy()
         i = 0
         for path, digit, notes, error in pending:
             if digit is None:
                 yield Failure(path, error or path)
             else:
-                assert probs is not None
-                yield Prediction(path, probs[i], digit, notes)
+                yield Prediction(path, probs[i], digits[i], notes, labels[i])
                 i += 1
 
     items = _items(gather(inputs, recursive, note), stdin)
     for item in _loaded(items, invert, raw, jobs):
         pending.append(item)
-        if item[1] is not None:
+        digit = item[1]
+        if digit is not None:
             if n == len(batch):
                 batch = np.resize(batch, (min(2 * n, batch_size), 784))
-            batch[n] = item[1].ravel()
+            batch[n] = np.frombuffer(digit, np.uint8) if isinstance(digit, bytes) else digit.ravel()
             n += 1
         if len(pending) >= batch_size:
             yield from flush()
@@ -360,8 +362,7 @@ def text_line(p: Prediction, k: int = 1, min_confidence: float | None = None) ->
     `unsure` ends the line when the confidence is below min_confidence. Control characters
     in the path are escaped, so one file is always one line.
     """
-    label = p.label
-    confidence = float(p.probs[label])  # p.confidence, without a second argmax
+    label, confidence = p.label, p.confidence
     runners = "".join(f"  {d}:{q:.3f}" for d, q in p.top(k)[1:]) if k > 1 else ""
     mark = "  unsure" if min_confidence is not None and confidence < min_confidence else ""
     return f"{escape(p.path)}  {label}  {confidence:.3f}{runners}{mark}"
