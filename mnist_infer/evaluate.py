@@ -6,15 +6,17 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-from numpy.typing import NDArray
 
 from mnist_infer import report
 from mnist_infer.dataset import load_arrays
 from mnist_infer.network import Network
 from mnist_infer.weights import read_weights, weights_path
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 
 class Evaluation(NamedTuple):

@@ -10,17 +10,18 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal, NoReturn, TypeVar
 
 import numpy as np
-from numpy.typing import NDArray
 
 from mnist_infer import png
 from mnist_infer.errors import ImageError
 
 if TYPE_CHECKING:
+    from numpy.typing import NDArray
     from PIL import Image
+
+    Digit = NDArray[np.uint8]
 
 Invert = Literal["auto", "yes", "no"]
 _T = TypeVar("_T", bound=np.generic)
-Digit = NDArray[np.uint8]
 
 MAX_PIXELS = 50_000_000  # larger images are refused (decompression-bomb guard)
 SIZE = 28  # output frame

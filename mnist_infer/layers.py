@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from numpy.typing import NDArray
 
 from mnist_infer.functions import cross_entropy_error, sigmoid, softmax
 
-Array = NDArray[np.floating]
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    Array = NDArray[np.floating]
 
 
 class Layer:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from mnist_infer.errors import UsageError
 from mnist_infer.functions import softmax
 from mnist_infer.layers import Affine, Layer, Sigmoid, SoftmaxWithLoss
 from mnist_infer.weights import check_params
 
-Array = NDArray[np.floating]
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+    Array = NDArray[np.floating]
 
 
 class Network:

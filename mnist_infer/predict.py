@@ -9,13 +9,20 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 import numpy as np
-from numpy.typing import NDArray
 
 from mnist_infer.errors import ImageError, MnistInferError
-from mnist_infer.image import Digit, Invert, load_digit
+from mnist_infer.image import Invert, load_digit
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from mnist_infer.image import Digit
+
+    Decoded = tuple[str, Digit | None, tuple[str, ...], str | None]  # path, digit, notes, error
+    Loaded = tuple[str, Digit | bytes | None, tuple[str, ...], str | None]  # bytes from a worker
 
 SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp"}
@@ -146,8 +153,6 @@ def _is_dir(e: os.DirEntry[str]) -> bool:
         return False
 
 
-Decoded = tuple[str, Digit | None, tuple[str, ...], str | None]  # path, digit, notes, error
-Loaded = tuple[str, Digit | bytes | None, tuple[str, ...], str | None]  # bytes from a worker
 Item = str | Failure | tuple[str, bytes]  # a path, a gathering failure, or stdin's bytes
 
 

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
 
 from mnist_infer.errors import UsageError
 
 if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
     from PIL import Image, ImageDraw, ImageFont
 
 N_CLASSES = 10

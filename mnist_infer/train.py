@@ -12,10 +12,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from mnist_infer.errors import (
     Interrupted,
@@ -27,6 +26,9 @@ from mnist_infer.errors import (
 from mnist_infer.functions import cross_entropy_error
 from mnist_infer.network import Network
 from mnist_infer.optimizers import OPTIMIZERS, Optimizer
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 0.003}
 MAX_HIDDEN = 100_000  # 784 x 100,000 float32 weights are already 314 MB

@@ -12,13 +12,15 @@ import stat
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any, ClassVar, NamedTuple, NoReturn
+from typing import IO, TYPE_CHECKING, Any, ClassVar, NamedTuple, NoReturn
 
 import numpy as np
-from numpy.typing import DTypeLike
 
 from mnist_infer.errors import UnsafePickleError, UsageError, WeightsError
 from mnist_infer.files import atomic_write
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
 
 INPUTS = 784
 OUTPUTS = 10

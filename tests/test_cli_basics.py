@@ -43,7 +43,14 @@ def test_ctrl_c_is_a_one_line_error_with_exit_130() -> None:
     # `predict -` waits for an image on standard input: a command busy when Ctrl-C comes.
     cmd = [sys.executable, "-m", "mnist_infer", "predict", "-"]
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell's background job ignores Ctrl-C and its children inherit that: give the
+        # command the terminal's usual handling, as a user's shell would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(3)  # past start-up (imports), into the read
     proc.send_signal(signal.SIGINT)
