@@ -457,19 +457,23 @@ def _shape(a: np.ndarray) -> str:
     return str(tuple(a.shape))
 
 
-def _finite_ends(a: np.ndarray, dtype: np.dtype | None = None) -> bool:
-    """True if a's maximum and minimum (once converted to dtype) are finite numbers."""
+def _ends(a: np.ndarray, dtype: np.dtype | None = None) -> tuple[float, float]:
+    """a's maximum and minimum as floats (once converted to dtype, if given)."""
     if dtype is not None:
         with np.errstate(over="ignore"):  # too large for dtype: inf, which is the answer
             a = a.astype(dtype)
-    return math.isfinite(float(a.max())) and math.isfinite(float(a.min()))
+    return float(a.max()), float(a.min())
 
 
-def _check_finite(a: np.ndarray, name: str, dtype: np.dtype) -> None:
-    """Raise WeightsError unless a is finite, also once converted to the network's dtype."""
+def _check_finite(a: np.ndarray, name: str, dtype: np.dtype) -> tuple[float, float]:
+    """a's maximum and minimum; WeightsError unless a is finite, also in the network's dtype."""
     # The usual case, fast: NaN spreads to the maximum, and an inf is the maximum or minimum.
-    if a.size and _finite_ends(a) and (a.dtype == dtype or _finite_ends(a, dtype)):
-        return
+    if a.size:
+        ends = _ends(a)
+        if all(map(math.isfinite, ends)) and (
+            a.dtype == dtype or all(map(math.isfinite, _ends(a, dtype)))
+        ):
+            return ends
     bad = a.size - int(np.count_nonzero(np.isfinite(a)))
     if bad:
         raise WeightsError(
@@ -484,6 +488,7 @@ def _check_finite(a: np.ndarray, name: str, dtype: np.dtype) -> None:
             f"{name} holds {big} value{'s' * (big > 1)} too large for {dtype}"
             f" (largest magnitude {top:.3g}), expected magnitudes up to {limit:.3g}"
         )
+    return _ends(a) if a.size else (0.0, 0.0)
 
 
 def check_params(
@@ -551,9 +556,9 @@ def check_params(
                 f"{source}: b{i} has shape {_shape(b)}, expected ({w.shape[1]},)"
                 f" to match W{i} {_shape(w)}"
             )
-        for k, a in ((f"W{i}", w), (f"b{i}", b)):
-            _check_finite(a, f"{source}: {k}", dt)
-        _check_range(w, b, f"{source}: W{i} and b{i}", dt)
+        w_ends = _check_finite(w, f"{source}: W{i}", dt)
+        b_ends = _check_finite(b, f"{source}: b{i}", dt)
+        _check_range(w, b, f"{source}: W{i} and b{i}", dt, w_ends, b_ends)
         prev = w
     return n
 
@@ -565,15 +570,22 @@ def _some(items: Iterable[str], most: int = 10) -> str:
     return ", ".join(items[:most]) + more
 
 
-def _check_range(w: np.ndarray, b: np.ndarray, name: str, dtype: np.dtype) -> None:
-    """Raise WeightsError if a unit's input can overflow `dtype`.
+def _check_range(
+    w: np.ndarray,
+    b: np.ndarray,
+    name: str,
+    dtype: np.dtype,
+    w_ends: tuple[float, float],
+    b_ends: tuple[float, float],
+) -> None:
+    """Raise WeightsError if a unit's input can overflow `dtype` (ends: (max, min) of w, b).
 
     Every layer's inputs lie in [0, 1] (pixels, then sigmoids), so no unit's weighted sum,
     in whatever order it is added up, exceeds the sum of |w| over its column plus |b|.
     """
     limit = float(np.finfo(dtype).max)
     # Each column's sum is at most rows times the largest |w|: far below the limit, it passes.
-    most = max(-float(w.min()), float(w.max())) * w.shape[0] + float(np.abs(b).max())
+    most = max(map(abs, w_ends)) * w.shape[0] + max(map(abs, b_ends))
     if 2 * most <= limit:
         return
     with np.errstate(over="ignore"):
