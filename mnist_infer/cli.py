@@ -881,6 +881,9 @@ def main() -> None:
 
     try:
         cli.main(prog_name="mnist-infer")
+    except SystemExit as end:
+        _quick_exit(end)
+        raise
     except OSError as err:  # click itself handles a closed pipe (EPIPE)
         if err.filename or err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
             raise
@@ -889,6 +892,30 @@ def main() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
+
+
+def _quick_exit(end: SystemExit) -> None:
+    """Leave at once, without the interpreter's teardown, when nothing else is running.
+
+    Exit handlers run and the output is flushed first, as on a normal exit; what is skipped
+    is freeing every module's objects one by one, and numpy's alone take about 35 ms: more
+    than a one-file predict spends beyond its imports. Returns, for the normal exit, when
+    another thread is alive, the status is no number or the output cannot be flushed.
+    """
+    import atexit
+    import os
+    import threading
+
+    code = 0 if end.code is None else end.code
+    if not isinstance(code, int) or threading.active_count() > 1:
+        return
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):  # closed, or a reader gone: the usual way
+        return
+    os._exit(code)
 
 
 # --- serve ------------------------------------------------------------------

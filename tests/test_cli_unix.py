@@ -506,3 +506,52 @@ def test_shell_completion_script(shell: str, marker: str) -> None:
     )
     assert res.returncode == 0
     assert marker in res.stdout
+
+
+# --- leaving without the interpreter's teardown -----------------------------------------
+
+
+def test_quick_exit_keeps_every_line_and_the_status(tmp_path: Path, weights: Path) -> None:
+    """The whole output reaches a pipe, exit handlers run, the status is the command's."""
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    digit = _digit_png(tmp_path / "d.png").read_bytes()
+    for i in range(600):  # worker processes, and more output than a pipe holds
+        (folder / f"{i:04d}.png").write_bytes(digit)
+    (folder / "9999.png").write_bytes(b"not an image")
+    hook = tmp_path / "hook"
+    hook.mkdir()  # an exit handler, registered before the tool starts, must still run
+    (hook / "sitecustomize.py").write_text(
+        "import atexit, sys\natexit.register(lambda: sys.stderr.write('handler ran\\n'))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(hook)}
+    cmd = [sys.executable, "-m", "mnist_infer", "predict", "--weights", str(weights), "--json"]
+    res = subprocess.run(
+        [*cmd, str(folder)], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    records = _json_lines(res.stdout)
+    assert len(records) == 601
+    assert records[-1]["exit_code"] == 5
+    assert res.returncode == 5
+    assert res.stderr.splitlines()[-1] == "handler ran"
+
+
+def test_quick_exit_leaves_the_normal_way_while_another_thread_runs() -> None:
+    import threading
+
+    from mnist_infer.cli import _quick_exit
+
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert _quick_exit(SystemExit(0)) is None  # returned: the caller re-raises
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_quick_exit_leaves_the_normal_way_for_a_message() -> None:
+    from mnist_infer.cli import _quick_exit
+
+    assert _quick_exit(SystemExit("not a number")) is None
