@@ -181,3 +181,65 @@ def test_a_declined_stream_is_left_where_it_was() -> None:
     stream.seek(3)
     assert _small_png(stream) is None
     assert stream.tell() == 3
+
+
+def _rebuilt(header: bytes, raw: bytes | None = None, z: bytes | None = None) -> bytes:
+    """A file from an IHDR body and either filtered rows (compressed here) or deflate bytes."""
+    z = zlib.compress(raw or b"") if z is None else z
+    return png.SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", z) + _chunk(b"IEND", b"")
+
+
+def _agrees_with_pillow(data: bytes) -> bool:
+    """True if png.read gives None, or exactly the pixels Pillow decodes (checksums right)."""
+    got = png.read(data)
+    if got is None:
+        return True
+    return np.array_equal(got, pillow(data))
+
+
+def test_garbage_rows_and_sizes_agree_with_pillow() -> None:
+    """Random sizes, filter bytes and pixels, in well-formed chunks: pixels Pillow agrees
+    with, or None; never an exception."""
+    rng = np.random.default_rng(0)
+    read = 0
+    for _ in range(400):
+        w, h = (int(v) for v in rng.integers(0, 70, 2))
+        rows = rng.integers(0, 256, (h, w + 1), np.uint8)
+        rows[:, 0] = rng.choice(5, h, p=[0.5, 0.2, 0.2, 0.05, 0.05])
+        if h and rng.random() < 0.2:  # a filter type PNG does not have
+            rows[rng.integers(h), 0] = rng.choice([5, 255])
+        extra = int(rng.integers(-2, 3)) if rng.random() < 0.3 else 0
+        raw = rows.tobytes()[: max(0, rows.size + extra)] + bytes(max(0, extra))
+        data = _rebuilt(struct.pack(">II", w, h) + b"\x08\x00\x00\x00\x00", raw)
+        assert _agrees_with_pillow(data)
+        read += png.read(data) is not None
+    assert read > 100  # many were read, not only declined
+
+
+def test_damaged_deflate_data_agrees_with_pillow() -> None:
+    """A good file's compressed bytes changed (checksums made right again)."""
+    a = digits()
+    z = zlib.compress(_filtered(a, [k % 3 for k in range(28)]))
+    header = struct.pack(">II", 28, 28) + b"\x08\x00\x00\x00\x00"
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        bad = bytearray(z)
+        for i in rng.integers(0, len(bad), rng.integers(1, 4)):
+            bad[i] = rng.integers(0, 256)
+        data = _rebuilt(header, z=bytes(bad[: int(rng.integers(len(bad) // 2, len(bad) + 1))]))
+        try:
+            assert _agrees_with_pillow(data)
+        except (OSError, SyntaxError, ValueError, zlib.error):  # Pillow refused it: so must we
+            assert png.read(data) is None
+
+
+def test_a_deflate_bomb_is_not_inflated() -> None:
+    """100 MB of zeros in a 28x28 file: at most one byte past the image is inflated."""
+    bomb = zlib.compress(bytes(100 * 2**20), 9)  # about 100 kB
+    data = encode(digits(), data=b"")  # replaced below: the IDAT holds the bomb
+    head = data[: data.index(b"IDAT") - 4]
+    data = head + _chunk(b"IDAT", bomb) + _chunk(b"IEND", b"")
+    assert len(data) > png.MAX_BYTES  # too big a file for this reader: Pillow's business
+    small = head + _chunk(b"IDAT", zlib.compress(bytes(29 * 28 + 10**6), 9)) + _chunk(b"IEND", b"")
+    assert len(small) <= png.MAX_BYTES
+    assert png.read(small) is None
