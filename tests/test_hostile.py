@@ -240,14 +240,23 @@ HOSTILE_PICKLES: dict[str, tuple[Callable[[], bytes], str]] = {
 }
 
 
-@pytest.mark.parametrize("command", ["info", "evaluate"])
+def _weights_args(command: str, p: Path) -> list[str]:
+    """The command line that loads weights p: info and evaluate read the whole file first
+    (they report its SHA-256); predict unpickles it straight from the file."""
+    if command == "info":
+        return ["info", str(p)]
+    if command == "evaluate":
+        return ["evaluate", "--weights", str(p)]
+    return ["predict", "--weights", str(p), str(p.with_name("no-such-digit.png"))]
+
+
+@pytest.mark.parametrize("command", ["info", "evaluate", "predict"])
 @pytest.mark.parametrize("case", list(HOSTILE_PICKLES))
 def test_hostile_pickle(tmp_path: Path, case: str, command: str) -> None:
     make, message = HOSTILE_PICKLES[case]
     p = tmp_path / "w.pkl"
     p.write_bytes(make())
-    args = ["info", str(p)] if command == "info" else ["evaluate", "--weights", str(p)]
-    assert_refused(run_bounded(*args), 5, message.format(p=p))
+    assert_refused(run_bounded(*_weights_args(command, p)), 5, message.format(p=p))
 
 
 def _npz_entries(p: Path) -> None:
@@ -316,14 +325,13 @@ def test_help_states_the_size_limit(command: str) -> None:
     assert "at most 256 MiB" in text
 
 
-@pytest.mark.parametrize("command", ["info", "evaluate"])
+@pytest.mark.parametrize("command", ["info", "evaluate", "predict"])
 @pytest.mark.parametrize("case", list(HOSTILE_FILES))
 def test_hostile_weights_file(tmp_path: Path, case: str, command: str) -> None:
     make, message = HOSTILE_FILES[case]
     p = tmp_path / "w.pkl"
     make(p)
-    args = ["info", str(p)] if command == "info" else ["evaluate", "--weights", str(p)]
-    assert_refused(run_bounded(*args), 5, message.format(p=p))
+    assert_refused(run_bounded(*_weights_args(command, p)), 5, message.format(p=p))
 
 
 # --- downloads -----------------------------------------------------------------------
