@@ -87,7 +87,7 @@ def rule_from_metadata(meta: dict[str, Any] | None) -> Rule:
 def fit_threshold(digit_scores: NDArray[np.floating], max_digit_reject: float = 0.005) -> float:
     """The largest threshold that rejects at most max_digit_reject of the given digits."""
     s = np.sort(np.asarray(digit_scores, dtype=np.float64))
-    k = int(math.floor(max_digit_reject * len(s)))
+    k = math.floor(max_digit_reject * len(s))
     return float(s[min(k, len(s) - 1)])
 
 
