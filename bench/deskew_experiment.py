@@ -127,7 +127,7 @@ def _patch_for_deskew() -> None:
 
         def loss(self, x: Any, t: Any) -> float:
             # gradient's path: the training batch was deskewed by low_resolution already
-            return self.last.loss(Network.logits(self, x), np.asarray(t))
+            return self.last.forward(Network.logits(self, x), np.asarray(t))
 
     aug.low_resolution = low_then_deskew  # type: ignore[assignment]
     tr.Network = DeskewNetwork  # type: ignore[misc]

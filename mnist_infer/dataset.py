@@ -95,19 +95,34 @@ def _repair_command(split: str, cache: Path, mirrors: Sequence[str] | None) -> s
 
 
 def load_mnist(
-    split: str = "test",
     normalize: bool = True,
     flatten: bool = True,
     one_hot_label: bool = False,
+    *,
     cache_dir: Path | None = None,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The book's `((x_train, t_train), (x_test, t_test))`, downloaded on first use.
+
+    Images are float32 in [0, 1] if normalize, else uint8 0..255; (n, 784) if flatten, else
+    (n, 1, 28, 28). Labels are uint8 digits, or float64 one-hot rows (n, 10) if one_hot_label.
+    The files come from the cache (see `mnist-infer download`; $MNIST_INFER_MIRRORS names
+    other sources), and a first download says so on standard error.
+    """
+    return tuple(  # type: ignore[return-value]
+        _book_form(*load_arrays(split, cache_dir, quiet=False), normalize, flatten, one_hot_label)
+        for split in ("train", "test")
+    )
+
+
+def _book_form(
+    images: np.ndarray, labels: np.ndarray, normalize: bool, flatten: bool, one_hot_label: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Textbook-style (x, t): x float32 in [0, 1] if normalize, (n, 784) or (n, 1, 28, 28)."""
-    images, labels = load_arrays(split, cache_dir)
+    """(x, t) of one split in the dtypes and shapes of the book's load_mnist."""
     x: np.ndarray = images.astype(np.float32) / np.float32(255.0) if normalize else images
     if not flatten:
         x = x.reshape(-1, 1, 28, 28)
     t: np.ndarray = labels
     if one_hot_label:
-        t = np.zeros((labels.size, 10), dtype=np.float32)
+        t = np.zeros((labels.size, 10))
         t[np.arange(labels.size), labels] = 1.0
     return x, t

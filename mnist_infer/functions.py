@@ -1,13 +1,17 @@
-"""Activation and loss functions, numerically stable, batched over the first axis."""
+"""The book's activation and loss functions, numerically stable, batched over the first axis.
+
+`step_function`, `sigmoid`, `relu`, `identity_function` and `softmax` take a number or an array
+of any shape, as the chapter-3 code calls them.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from numpy.typing import NDArray
+    from numpy.typing import ArrayLike, NDArray
 
     Array = NDArray[np.floating]
 
@@ -17,22 +21,23 @@ def _exp_limit(dtype: np.dtype) -> float:
     return float(np.floor(np.log(np.finfo(dtype).max)))
 
 
-def step_function(x: Array) -> Array:
-    """1 where x > 0, else 0, in x's dtype."""
-    return (x > 0).astype(x.dtype)
+def step_function(x: ArrayLike) -> Any:
+    """1 where x > 0, else 0, as ints: an int for a number, an int array for an array."""
+    y = np.asarray(x) > 0
+    return y.astype(int) if y.ndim else int(y)
 
 
-def identity(x: Array) -> Array:
-    """x unchanged."""
+def identity_function(x: Any) -> Any:
+    """x unchanged (the output layer's activation for regression)."""
     return x
 
 
-def relu(x: Array) -> Array:
+def relu(x: ArrayLike) -> Any:
     """max(0, x)."""
-    return np.maximum(x, 0)
+    return np.maximum(0, x)
 
 
-def sigmoid(x: Array) -> Array:
+def sigmoid(x: ArrayLike) -> Any:
     """1 / (1 + exp(-x)), without overflow for any finite x."""
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating):
@@ -43,8 +48,8 @@ def sigmoid(x: Array) -> Array:
     return 1 / (1 + np.exp(-np.clip(x, -lim, lim)))
 
 
-def softmax(x: Array) -> Array:
-    """Row-wise softmax; subtracting the row max keeps exp from overflowing."""
+def softmax(x: ArrayLike) -> Any:
+    """Softmax of a vector, or of each row; subtracting the max keeps exp from overflowing."""
     x = np.asarray(x)
     z = x - np.max(x, axis=-1, keepdims=True)
     e = np.exp(z)

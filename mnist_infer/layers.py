@@ -1,4 +1,10 @@
-"""Layers in the textbook's style: `params`, `forward`, `backward` and `grads`."""
+"""Layers as in the book's sequel: `params` and `grads` are lists, `forward` and `backward`.
+
+Each layer keeps its parameters in `params` (Affine: [W, b]) and their gradients, in the same
+order, in `grads`; backward writes the gradients into those arrays in place, so a list
+gathered once (`params += layer.params`) stays valid. The first book's names work too:
+`Affine.W`, `.b`, `.dW`, `.db`, and `SoftmaxWithLoss.forward(x, t)` returns the loss.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +21,11 @@ if TYPE_CHECKING:
 
 
 class Layer:
-    """A step of the network; layers without parameters keep `params` and `grads` empty."""
+    """A step of a network; layers without parameters keep `params` and `grads` empty."""
 
     def __init__(self) -> None:
-        self.params: dict[str, Array] = {}
-        self.grads: dict[str, Array] = {}
+        self.params: list[Array] = []
+        self.grads: list[Array] = []
 
     def forward(self, x: Array) -> Array:
         """Output for input x (and remember what backward needs)."""
@@ -31,27 +37,55 @@ class Layer:
 
 
 class Affine(Layer):
-    """x @ W + b."""
+    """x @ W + b; params [W, b], grads [dW, db]."""
 
     def __init__(self, W: Array, b: Array) -> None:
         super().__init__()
-        self.params = {"W": W, "b": b}
+        self.params = [W, b]
+        self.grads = [np.zeros_like(W), np.zeros_like(b)]
         self.x: Array | None = None
 
+    @property
+    def W(self) -> Array:
+        """The weights, params[0]."""
+        return self.params[0]
+
+    @property
+    def b(self) -> Array:
+        """The bias, params[1]."""
+        return self.params[1]
+
+    @property
+    def dW(self) -> Array:
+        """The weights' gradient from the last backward, grads[0]."""
+        return self.grads[0]
+
+    @property
+    def db(self) -> Array:
+        """The bias's gradient from the last backward, grads[1]."""
+        return self.grads[1]
+
     def forward(self, x: Array) -> Array:
-        """x @ W + b."""
+        """x @ W + b; images of shape (n, 1, 28, 28) are flattened to (n, 784) first."""
+        W, b = self.params
+        if x.ndim > 2:
+            x = x.reshape(len(x), -1)
         self.x = x
-        return x @ self.params["W"] + self.params["b"]
+        return x @ W + b
 
     def backward(self, dout: Array) -> Array:
-        """dL/dx, with dL/dW and dL/db stored in `grads`."""
+        """dL/dx; dL/dW and dL/db go into `grads` (in place)."""
         assert self.x is not None, "backward before forward"
-        self.grads = {"W": self.x.T @ dout, "b": dout.sum(axis=0)}
-        return dout @ self.params["W"].T
+        W, _ = self.params
+        x = self.x.reshape(1, -1) if self.x.ndim == 1 else self.x
+        d = dout.reshape(1, -1) if dout.ndim == 1 else dout
+        self.grads[0][...] = x.T @ d
+        self.grads[1][...] = np.sum(d, axis=0)
+        return dout @ W.T
 
 
 class Sigmoid(Layer):
-    """Logistic sigmoid."""
+    """Logistic sigmoid; no parameters."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -65,11 +99,11 @@ class Sigmoid(Layer):
     def backward(self, dout: Array) -> Array:
         """dout * y * (1 - y)."""
         assert self.out is not None, "backward before forward"
-        return dout * self.out * (1 - self.out)
+        return dout * (1.0 - self.out) * self.out
 
 
 class Relu(Layer):
-    """max(0, x)."""
+    """max(0, x); no parameters."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -91,41 +125,40 @@ class Relu(Layer):
 
 
 class Softmax(Layer):
-    """Row-wise softmax (inference only)."""
+    """Softmax of each row (the output layer at inference); no parameters."""
 
     def forward(self, x: Array) -> Array:
         """Class probabilities."""
-        return softmax(x)
+        out: Array = softmax(x)
+        return out
 
 
 class SoftmaxWithLoss(Layer):
-    """Softmax followed by mean cross-entropy; its backward is simply (y - t) / n."""
+    """Softmax, then the mean cross-entropy; its backward is simply (y - t) / n."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.y: Array | None = None
-        self.t: NDArray | None = None
+        self.loss: float | None = None
+        self.y: Array | None = None  # the probabilities
+        self.t: NDArray | None = None  # the labels as given: class indices or one-hot
 
-    def forward(self, x: Array, t: NDArray | None = None) -> Array:
-        """Probabilities for x; with labels t call `loss` instead."""
+    def forward(self, x: Array, t: NDArray) -> float:  # type: ignore[override]
+        """The loss of scores x against labels t (class indices or one-hot rows)."""
+        self.t = np.asarray(t)
         self.y = softmax(x)
-        self.t = t
-        return self.y
-
-    def loss(self, x: Array, t: NDArray) -> float:
-        """Mean cross-entropy of softmax(x) against labels t (indices or one-hot)."""
-        self.forward(x, t)
-        assert self.y is not None
-        return cross_entropy_error(self.y, t)
+        self.loss = cross_entropy_error(self.y, self.t)
+        return self.loss
 
     def backward(self, dout: Array | float = 1.0) -> Array:
         """(softmax(x) - t) / batch size, times dout."""
-        assert self.y is not None and self.t is not None, "backward before loss"
-        n = self.y.shape[0]
-        dx = self.y.copy()
-        t = np.asarray(self.t)
+        assert self.y is not None and self.t is not None, "backward before forward"
+        y = self.y.reshape(1, -1) if self.y.ndim == 1 else self.y
+        n = len(y)
+        dx = y.copy()
+        t = self.t
         if t.size == dx.size:
-            dx -= t.astype(dx.dtype)
+            dx -= t.reshape(dx.shape).astype(dx.dtype)
         else:
-            dx[np.arange(n), t] -= 1
-        return dx * (np.asarray(dout, dtype=dx.dtype) / n)
+            dx[np.arange(n), t.reshape(-1)] -= 1
+        dx *= np.asarray(dout, dtype=dx.dtype) / n
+        return dx.reshape(self.y.shape)

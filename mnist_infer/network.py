@@ -1,4 +1,9 @@
-"""The textbook's multi-layer perceptron: sigmoid hidden layers, softmax output."""
+"""Networks of layers: the book's TwoLayerNet, and Network, the tool's MLP of any depth.
+
+Both chain Affine and Sigmoid layers from mnist_infer.layers. TwoLayerNet is the sequel's
+small example (`params` the flat list of its layers' params); Network is what the commands
+run, built from and saved as the textbook's weights W1..Wn, b1..bn.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +25,53 @@ if TYPE_CHECKING:
     Array = NDArray[np.floating]
 
 
+class TwoLayerNet:
+    """Affine -> Sigmoid -> Affine with random weights, as in the book's sequel.
+
+    `layers` holds the three layers, `params` every layer's params in one flat list
+    [W1, b1, W2, b2] (the same arrays), `grads` their gradients after `backward`.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int) -> None:
+        # The book's code, drawing from numpy's global generator: np.random.seed(n) first
+        # gives the same network as the book's class.
+        I, H, O = input_size, hidden_size, output_size  # noqa: E741
+        W1 = np.random.randn(I, H)  # noqa: NPY002
+        b1 = np.random.randn(H)  # noqa: NPY002
+        W2 = np.random.randn(H, O)  # noqa: NPY002
+        b2 = np.random.randn(O)  # noqa: NPY002
+        self.layers: list[Layer] = [Affine(W1, b1), Sigmoid(), Affine(W2, b2)]
+        self.loss_layer = SoftmaxWithLoss()
+        self.params: list[Array] = []
+        self.grads: list[Array] = []
+        for layer in self.layers:
+            self.params += layer.params
+            self.grads += layer.grads
+
+    def predict(self, x: Array) -> Array:
+        """Scores (before softmax) for inputs x, through each layer in turn."""
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def forward(self, x: Array, t: NDArray) -> float:
+        """The softmax cross-entropy loss of the scores against labels t."""
+        return self.loss_layer.forward(self.predict(x), t)
+
+    def backward(self, dout: float = 1.0) -> Array:
+        """Backpropagate the last loss; fills `grads`, returns dL/dx."""
+        d = self.loss_layer.backward(dout)
+        for layer in reversed(self.layers):
+            d = layer.backward(d)
+        return d
+
+
 class Network:
-    """Affine -> Sigmoid -> ... -> Affine -> softmax, built from W1..Wn and b1..bn."""
+    """Affine -> Sigmoid -> ... -> Affine -> softmax, built from W1..Wn and b1..bn.
+
+    Its `params` are named as in a weights file (W1, b1, ...): the arrays of its Affine
+    layers, which training updates in place.
+    """
 
     def __init__(
         self, params: Mapping[str, ArrayLike], dtype: DTypeLike = np.float32, *, copy: bool = True
@@ -49,16 +99,13 @@ class Network:
         """The live parameter arrays W1..Wn, b1..bn (update them in place)."""
         out: dict[str, Array] = {}
         for i, a in enumerate(self.affines, 1):
-            out[f"W{i}"] = a.params["W"]
-            out[f"b{i}"] = a.params["b"]
+            out[f"W{i}"], out[f"b{i}"] = a.params
         return out
 
     @property
     def sizes(self) -> list[int]:
         """Units per layer, inputs first, e.g. [784, 50, 100, 10]."""
-        return [self.affines[0].params["W"].shape[0]] + [
-            a.params["W"].shape[1] for a in self.affines
-        ]
+        return [self.affines[0].W.shape[0]] + [a.W.shape[1] for a in self.affines]
 
     def logits(self, x: ArrayLike) -> Array:
         """Scores before the softmax for inputs x (n, inputs)."""
@@ -69,7 +116,7 @@ class Network:
 
     def predict(self, x: ArrayLike) -> Array:
         """Class probabilities (n, classes) for inputs x (n, inputs) scaled to [0, 1]."""
-        return self.last.forward(self.logits(x))
+        return softmax(self.logits(x))
 
     def activations(self, x: ArrayLike) -> list[Array]:
         """Each hidden layer's sigmoid outputs, then the class probabilities, for inputs x.
@@ -80,20 +127,20 @@ class Network:
         acts = []
         with np.errstate(over="ignore"):  # exp(-a) = inf for very negative a: sigmoid 0
             for a in self.affines[:-1]:
-                z = out @ a.params["W"]
-                z += a.params["b"]
+                z = out @ a.W
+                z += a.b
                 np.negative(z, out=z)
                 np.exp(z, out=z)
                 z += 1
                 out = np.reciprocal(z, out=z)  # 1 / (1 + exp(-a)), in place
                 acts.append(out)
         last = self.affines[-1]
-        acts.append(softmax(out @ last.params["W"] + last.params["b"]))
+        acts.append(softmax(out @ last.W + last.b))
         return acts
 
     def loss(self, x: ArrayLike, t: ArrayLike) -> float:
         """Mean cross-entropy against labels t (class indices or one-hot)."""
-        return self.last.loss(self.logits(x), np.asarray(t))
+        return self.last.forward(self.logits(x), np.asarray(t))
 
     def gradient(self, x: ArrayLike, t: ArrayLike) -> dict[str, Array]:
         """Gradients of `loss` by backpropagation, keyed like `params`."""
@@ -103,8 +150,7 @@ class Network:
             dout = layer.backward(dout)
         grads: dict[str, Array] = {}
         for i, a in enumerate(self.affines, 1):
-            grads[f"W{i}"] = a.grads["W"]
-            grads[f"b{i}"] = a.grads["b"]
+            grads[f"W{i}"], grads[f"b{i}"] = a.grads
         return grads
 
     def accuracy(self, x: ArrayLike, t: ArrayLike) -> float:
@@ -192,7 +238,7 @@ class _Forward:
         self.dtype = dtype
         self.mats: list[NDArray[np.floating]] = []
         for i, layer in enumerate(affines):
-            w, b = layer.params["W"], layer.params["b"].astype(np.float64)
+            w, b = layer.W, layer.b.astype(np.float64)
             if i == 0:  # pixels come in as 0..255
                 div = 255.0
             else:  # the input is t = tanh(a / 2) = 2 * sigmoid(a) - 1

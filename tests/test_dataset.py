@@ -225,28 +225,55 @@ def test_count_mismatch_in_cache(
         load_arrays("test", cache_dir)
 
 
-@pytest.mark.parametrize("fn", [load_arrays, load_mnist, data_hashes, file_names])
+@pytest.mark.parametrize("fn", [load_arrays, data_hashes, file_names])
 def test_unknown_split(fn: Callable[[str], object], cache_dir: Path) -> None:
     with pytest.raises(UsageError, match="unknown split 'valid'; expected one of: test, train"):
         fn("valid")
     assert not cache_dir.exists()
 
 
-def test_load_mnist_textbook_forms(filled: MiniMnist) -> None:
-    images = filled.arrays[IMAGES]
-    labels = filled.arrays[LABELS]
-    x, t = load_mnist("test")
-    assert x.dtype == np.float32
-    assert x.shape == (50, 784)
-    np.testing.assert_allclose(x * 255, images.reshape(50, 784), atol=1e-4)
-    np.testing.assert_array_equal(t, labels)
-    x, _ = load_mnist(normalize=False, flatten=False)
-    assert x.dtype == np.uint8
-    np.testing.assert_array_equal(x, images.reshape(50, 1, 28, 28))
-    _, t = load_mnist(one_hot_label=True)
-    assert t.shape == (50, 10)
-    np.testing.assert_array_equal(t.sum(axis=1), np.ones(50))
-    np.testing.assert_array_equal(t.argmax(axis=1), labels)
+def _book_arrays(filled: MiniMnist, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    images = filled.arrays[f"{prefix}-images-idx3-ubyte"]
+    return images.reshape(len(images), 784), filled.arrays[f"{prefix}-labels-idx1-ubyte"]
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("flatten", [True, False])
+@pytest.mark.parametrize("one_hot_label", [False, True])
+def test_load_mnist_is_the_books(
+    filled: MiniMnist, normalize: bool, flatten: bool, one_hot_label: bool
+) -> None:
+    """Both splits, in the book's dtypes and shapes: float32 or uint8 images, uint8 labels or
+    float64 one-hot rows."""
+    (x_train, t_train), (x_test, t_test) = load_mnist(
+        normalize=normalize, flatten=flatten, one_hot_label=one_hot_label
+    )
+    for (x, t), prefix in [((x_train, t_train), "train"), ((x_test, t_test), "t10k")]:
+        images, labels = _book_arrays(filled, prefix)
+        n = len(labels)
+        assert x.shape == ((n, 784) if flatten else (n, 1, 28, 28))
+        assert x.dtype == (np.float32 if normalize else np.uint8)
+        np.testing.assert_allclose(x.reshape(n, 784) * (255 if normalize else 1), images, atol=1e-4)
+        if one_hot_label:
+            assert (t.shape, t.dtype) == ((n, 10), np.float64)
+            np.testing.assert_array_equal(t.sum(axis=1), np.ones(n))
+            np.testing.assert_array_equal(t.argmax(axis=1), labels)
+        else:
+            assert t.dtype == np.uint8
+            np.testing.assert_array_equal(t, labels)
+
+
+def test_load_mnist_downloads_on_first_use_and_says_so(
+    mini_mnist: MiniMnist, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setattr(catalog, "FILES", mini_mnist.files)
+    monkeypatch.setenv("MNIST_INFER_MIRRORS", str(mini_mnist.folder))
+    (_, t_train), (_, t_test) = load_mnist()
+    assert (len(t_train), len(t_test)) == (60, 50)
+    err = capsys.readouterr().err
+    assert f"downloading the MNIST train split into {cache_dir} (first use)" in err
+    load_mnist()
+    assert "downloading" not in capsys.readouterr().err
 
 
 def test_data_hashes() -> None:

@@ -9,13 +9,13 @@ import pytest
 
 from mnist_infer.functions import (
     cross_entropy_error,
-    identity,
+    identity_function,
     relu,
     sigmoid,
     softmax,
     step_function,
 )
-from mnist_infer.layers import Affine, Layer, Sigmoid, SoftmaxWithLoss
+from mnist_infer.layers import Affine, Layer, Relu, Sigmoid, SoftmaxWithLoss
 from mnist_infer.network import Network
 
 FLOATS = [np.float32, np.float64]
@@ -80,9 +80,21 @@ def test_sigmoid_matches_textbook_formula_in_range(dtype: type) -> None:
 def test_step_identity_relu() -> None:
     x = np.array([-2.0, -0.0, 0.0, 0.5, 3.0])
     np.testing.assert_array_equal(step_function(x), [0, 0, 0, 1, 1])
-    assert step_function(x).dtype == x.dtype
-    assert identity(x) is x
+    assert step_function(x).dtype.kind == "i"  # ints, as the book's np.array(x > 0, dtype=int)
+    assert identity_function(x) is x
     np.testing.assert_array_equal(relu(x), [0, 0, 0, 0.5, 3.0])
+
+
+@pytest.mark.parametrize(("x", "want"), [(-1.0, 0), (0, 0), (0.1, 1), (3, 1), (np.float32(2), 1)])
+def test_step_function_of_a_number_is_an_int(x: float, want: int) -> None:
+    y = step_function(x)
+    assert type(y) is int
+    assert y == want
+
+
+@pytest.mark.parametrize("fn", [sigmoid, softmax, relu, step_function])
+def test_functions_take_lists(fn: Callable[[object], np.ndarray]) -> None:
+    np.testing.assert_array_equal(fn([-1.0, 1.0, 2.0]), fn(np.array([-1.0, 1.0, 2.0])))
 
 
 @pytest.mark.parametrize("fn", [sigmoid, softmax, relu, step_function])
@@ -130,12 +142,17 @@ def test_affine_backward() -> None:
 
     layer.forward(x)
     layer.backward(dout)
-    np.testing.assert_allclose(layer.grads["W"], numerical_gradient(f, w), rtol=1e-5)
-    np.testing.assert_allclose(layer.grads["b"], numerical_gradient(f, b), rtol=1e-5)
+    dw, db = layer.grads
+    np.testing.assert_allclose(dw, numerical_gradient(f, w), rtol=1e-5)
+    np.testing.assert_allclose(db, numerical_gradient(f, b), rtol=1e-5)
 
 
 def test_sigmoid_backward() -> None:
     _check_input_gradient(Sigmoid(), _rng().normal(scale=3, size=(4, 6)))
+
+
+def test_relu_backward() -> None:
+    _check_input_gradient(Relu(), _rng().normal(scale=3, size=(4, 6)))
 
 
 @pytest.mark.parametrize("one_hot", [False, True])
@@ -145,9 +162,9 @@ def test_softmax_with_loss_backward(one_hot: bool) -> None:
     t = rng.integers(0, 5, size=6)
     labels = np.eye(5)[t] if one_hot else t
     layer = SoftmaxWithLoss()
-    layer.loss(x, labels)
+    layer.forward(x, labels)
     analytic = layer.backward()
-    numeric = numerical_gradient(lambda: layer.loss(x, labels), x)
+    numeric = numerical_gradient(lambda: layer.forward(x, labels), x)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
 
 
