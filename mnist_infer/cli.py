@@ -407,8 +407,8 @@ def info(weights_path: Path | None, as_json: bool, quiet: bool) -> None:
     """
     import json
 
+    from mnist_infer.shipped import weights_path as resolve
     from mnist_infer.weights import describe
-    from mnist_infer.weights import weights_path as resolve
 
     d = describe(resolve(weights_path))
     if d.metadata_error is not None and not quiet:

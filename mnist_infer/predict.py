@@ -356,7 +356,8 @@ def predict_files(
 def load_network(path: str | os.PathLike[str] | None = None) -> Classifier:
     """The network for the weights at `path` (default: the shipped weights)."""
     from mnist_infer.network import Network
-    from mnist_infer.weights import load_weights, weights_path
+    from mnist_infer.shipped import weights_path
+    from mnist_infer.weights import load_weights
 
     return Network(load_weights(weights_path(path)), copy=False)  # arrays nobody else holds
 

@@ -14,7 +14,8 @@ from textbook import real_test_set
 from mnist_infer import image
 from mnist_infer.errors import ImageError
 from mnist_infer.network import Network
-from mnist_infer.weights import default_weights_path, load_weights
+from mnist_infer.shipped import default_weights_path
+from mnist_infer.weights import load_weights
 
 RNG_SEED = 20240611
 

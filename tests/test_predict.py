@@ -22,7 +22,8 @@ from mnist_infer.cli import cli
 from mnist_infer.image import SIZE, normalize
 from mnist_infer.network import Network
 from mnist_infer.predict import SUFFIXES
-from mnist_infer.weights import default_weights_path, load_weights
+from mnist_infer.shipped import default_weights_path
+from mnist_infer.weights import load_weights
 
 FOLDER_KINDS = ", ".join(sorted(SUFFIXES))
 
