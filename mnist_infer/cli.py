@@ -568,8 +568,8 @@ def predict(
         raise click.UsageError("--json and --csv cannot be used together")
     fmt = "json" if as_json else "csv" if as_csv else None
     from mnist_infer import predict as pr
+    from mnist_infer.export import save_png, to_art
     from mnist_infer.files import writable_folder
-    from mnist_infer.image import save_png, to_art
 
     net = pr.load_network(weights_path)
     if save_dir is not None:
@@ -684,8 +684,8 @@ def show(
       mnist-infer show --count 3 --out digits
       mnist-infer show --split train --index 100 --art
     """
+    from mnist_infer.export import export_digits, to_art
     from mnist_infer.files import output_folder
-    from mnist_infer.image import export_digits, to_art
 
     with output_folder(out):
         written = export_digits(

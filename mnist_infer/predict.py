@@ -14,12 +14,13 @@ from typing import IO, TYPE_CHECKING, Protocol
 import numpy as np
 
 from mnist_infer.errors import ImageError, MnistInferError
-from mnist_infer.image import Invert, load_digit
+from mnist_infer.image import load_digit
+from mnist_infer.preprocess import Invert
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from mnist_infer.image import Digit
+    from mnist_infer.preprocess import Digit
 
     Decoded = tuple[str, Digit | None, tuple[str, ...], str | None]  # path, digit, notes, error
     Loaded = tuple[str, Digit | bytes | None, tuple[str, ...], str | None]  # bytes from a worker
