@@ -16,10 +16,19 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MNIST_INFER_CACHE", str(d))
     monkeypatch.delenv("MNIST_INFER_MIRRORS", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    # `python -m mnist_infer` in a child runs the installed package, not a source folder that
-    # happens to be the working directory (an unpacked sdist's has no weights inside).
+    # `python -m mnist_infer` in a child runs the code under test (a checkout, an unpacked
+    # sdist or an installed package), never a source folder that happens to be its working
+    # directory.
     monkeypatch.setenv("PYTHONSAFEPATH", "1")
+    monkeypatch.setenv("PYTHONPATH", _tested_root())
     return d
+
+
+def _tested_root() -> str:
+    """The folder that holds the mnist_infer package the tests import."""
+    import mnist_infer
+
+    return str(Path(mnist_infer.__file__).resolve().parent.parent)
 
 
 def _test_data() -> Path | None:

@@ -524,7 +524,7 @@ def test_quick_exit_keeps_every_line_and_the_status(tmp_path: Path, weights: Pat
     (hook / "sitecustomize.py").write_text(
         "import atexit, sys\natexit.register(lambda: sys.stderr.write('handler ran\\n'))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(hook)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), os.environ["PYTHONPATH"]])}
     cmd = [sys.executable, "-m", "mnist_infer", "predict", "--weights", str(weights), "--json"]
     res = subprocess.run(
         [*cmd, str(folder)], capture_output=True, text=True, env=env, timeout=120, check=False

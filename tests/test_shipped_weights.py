@@ -1,5 +1,5 @@
-"""The weights in weights/: the textbook's format, trained by `mnist-infer train`; the default
-reaches 99% on test, calibrated, and the book-shaped `small` 98%."""
+"""The shipped weights (mnist_infer/_shipped/): the textbook's format, trained by `mnist-infer
+train`; the default reaches 99% on test, calibrated, and the book-shaped `small` 98%."""
 
 from __future__ import annotations
 

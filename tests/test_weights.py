@@ -782,12 +782,14 @@ def test_info_without_metadata(tmp_path: Path) -> None:
     assert (d.sizes, d.parameters) == ([784, 20, 10], 784 * 20 + 20 + 20 * 10 + 10)
 
 
-def test_default_weights_are_the_repositorys_weights_inside_the_package() -> None:
+def test_default_weights_are_inside_the_package() -> None:
     from importlib.resources import files
+
+    import mnist_infer
 
     p = default_weights_path(check=False)
     assert p == Path(str(files("mnist_infer._shipped"))) / DEFAULT_NAME
-    assert p.read_bytes() == (REPO / "weights" / DEFAULT_NAME).read_bytes()
+    assert p == Path(mnist_infer.__file__).parent / "_shipped" / DEFAULT_NAME  # also in a checkout
 
 
 def test_shipped_weights_are_valid() -> None:
@@ -800,9 +802,8 @@ def test_shipped_weights_are_valid() -> None:
 
 def test_installed_package_without_weights_asks_for_weights(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    shutil.copytree(REPO / "mnist_infer", site / "mnist_infer")
-    (site / "mnist_infer" / "_shipped").mkdir()
-    (site / "mnist_infer" / "_shipped" / "__init__.py").touch()  # the package, not its data
+    ignore = shutil.ignore_patterns("*.pkl")  # the package, not its weights
+    shutil.copytree(REPO / "mnist_infer", site / "mnist_infer", ignore=ignore)
     env = {**os.environ, "PYTHONPATH": str(site)}
     out = subprocess.run(
         [sys.executable, "-m", "mnist_infer", "info"],

@@ -1,1 +1,0 @@
-"""The weights that ship with mnist-infer: installed as the package mnist_infer._shipped."""
