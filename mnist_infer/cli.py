@@ -58,16 +58,23 @@ def cli() -> None:
     _one_blas_thread()
 
 
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
 def _one_blas_thread() -> None:
-    """Ask OpenBLAS for one thread, for every command, before numpy loads.
+    """Ask BLAS for one thread, for every command, before numpy loads.
 
     The products here are small: BLAS threads gain little on them and busy-wait beside the
     threads and processes that classify, predict and serve run of their own (train measured
-    twice the CPU for the same wall time). OPENBLAS_NUM_THREADS set by the user wins.
+    twice the CPU for the same wall time). A thread count the user set wins (these variables
+    or OMP_NUM_THREADS); while classify runs threads of its own it lowers BLAS's count through
+    threadpoolctl (mnist_infer.network), which would cost every start to import here.
     """
     import os
 
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if not any(os.environ.get(v) for v in (*BLAS_THREAD_VARIABLES, "OMP_NUM_THREADS")):
+        for v in BLAS_THREAD_VARIABLES:
+            os.environ[v] = "1"
 
 
 for command in (download, evaluate, info, predict, show, train, serve):

@@ -324,59 +324,44 @@ def _parallel(fn: Callable[..., None], jobs: list[tuple[Any, ...]]) -> None:
         raise errors[0]
 
 
-class _OpenBlas:
-    """Keeps OpenBLAS to one thread while classify runs its own threads, then restores it."""
+class _BlasThreads:
+    """Keeps BLAS to one thread while classify runs its own threads, then restores it.
+
+    threadpoolctl finds the BLAS numpy loaded (OpenBLAS, MKL or BLIS, on any platform) and
+    sets its thread count; it is imported on first use, so commands that never ask start
+    as fast as before.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._users = 0
-        self._saved = 0
-        self._funcs: tuple[Any, Any] | None = None
+        self._blas: Any = None  # threadpoolctl's controller of the BLAS libraries, if any
+        self._limiter: Any = None
         self._looked = False
-
-    def _find(self) -> tuple[Any, Any] | None:
-        """OpenBLAS's get/set thread-count functions, if numpy runs on OpenBLAS (Linux)."""
-        import ctypes
-
-        try:
-            with open("/proc/self/maps") as f:
-                paths = {p for line in f if "openblas" in (p := line.split(None, 5)[-1].strip())}
-        except OSError:
-            return None
-        for path in sorted(paths):
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for prefix, suffix in (("scipy_", "64_"), ("scipy_", ""), ("", "64_"), ("", "")):
-                get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-                put = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
-                if get is not None and put is not None:
-                    get.restype, put.argtypes, put.restype = ctypes.c_int, [ctypes.c_int], None
-                    return get, put
-        return None
-
-    def threads(self) -> int | None:
-        """OpenBLAS's current thread count, or None if numpy does not use OpenBLAS."""
-        with self._lock:
-            self._look()
-            return None if self._funcs is None else int(self._funcs[0]())
 
     def _look(self) -> None:
         if not self._looked:
-            self._funcs, self._looked = self._find(), True
+            from threadpoolctl import ThreadpoolController
+
+            blas = ThreadpoolController().select(user_api="blas")
+            self._blas, self._looked = (blas if blas.lib_controllers else None), True
+
+    def threads(self) -> int | None:
+        """BLAS's current thread count, or None if no BLAS threadpoolctl knows is loaded."""
+        with self._lock:
+            self._look()
+            if self._blas is None:
+                return None
+            return max(int(lib.num_threads) for lib in self._blas.lib_controllers)
 
     def limit(self) -> bool:
         """Set one BLAS thread (until `restore`); False if that is not possible."""
         with self._lock:
             self._look()
-            if self._funcs is None:
+            if self._blas is None:
                 return False
-            get, put = self._funcs
             if self._users == 0:
-                self._saved = get()
-                if self._saved != 1:
-                    put(1)
+                self._limiter = self._blas.limit(limits=1)
             self._users += 1
             return True
 
@@ -384,8 +369,9 @@ class _OpenBlas:
         """Give BLAS back its thread count once the last user is done."""
         with self._lock:
             self._users -= 1
-            if self._users == 0 and self._funcs is not None and self._saved != 1:
-                self._funcs[1](self._saved)
+            if self._users == 0 and self._limiter is not None:
+                self._limiter.restore_original_limits()
+                self._limiter = None
 
 
-_blas = _OpenBlas()
+_blas = _BlasThreads()

@@ -146,7 +146,13 @@ def _nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
     return n
 
 
-class _SafeUnpickler(pickle._Unpickler):  # the Python one: each operation can be checked
+# Why the private pickle._Unpickler: the public pickle.Unpickler (the C one) lets a subclass
+# vet only find_class; BUILD, APPEND(S), SETITEM(S), ADDITEMS and the rest run unchecked in C,
+# and nothing counts operations or bytes. The pure-Python _Unpickler runs every opcode
+# through its `dispatch` table, which is what lets each one be checked, counted and charged
+# below. Being private it may change with any Python release, so its tests run on every
+# supported Python (3.11 to 3.13: `make pythons`, which CI runs).
+class _SafeUnpickler(pickle._Unpickler):
     """An unpickler that never runs code and allocates within a budget.
 
     Globals resolve only to an allow-list of checked stand-ins for what numpy's pickles

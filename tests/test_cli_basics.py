@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -103,10 +104,16 @@ def test_version_is_the_installed_distributions() -> None:
 
 
 @pytest.mark.parametrize(
-    ("preset", "expected"), [(None, "1"), ("2", "2")], ids=["default", "user's choice"]
+    ("variable", "preset", "expected"),
+    [
+        ("OPENBLAS_NUM_THREADS", None, "1"),
+        ("OPENBLAS_NUM_THREADS", "2", "2"),
+        ("OMP_NUM_THREADS", "2", "2"),
+    ],
+    ids=["default", "user's choice", "user's OpenMP choice"],
 )
 def test_every_command_runs_with_one_blas_thread_unless_told(
-    preset: str | None, expected: str, tmp_path: os.PathLike[str]
+    variable: str, preset: str | None, expected: str, tmp_path: os.PathLike[str]
 ) -> None:
     # A fresh process: the setting only counts before numpy loads. `info` is a command
     # that runs no threads of its own.
@@ -117,9 +124,9 @@ def test_every_command_runs_with_one_blas_thread_unless_told(
         "from mnist_infer.network import _blas\n"
         "print(_blas.threads())\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     if preset is not None:
-        env["OPENBLAS_NUM_THREADS"] = preset
+        env[variable] = preset
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path
     )
@@ -128,3 +135,21 @@ def test_every_command_runs_with_one_blas_thread_unless_told(
     if threads == "None":
         pytest.skip("numpy does not run on OpenBLAS here")
     assert threads == expected
+
+
+def test_predicting_one_image_does_not_import_threadpoolctl(weights: Path, tmp_path: Path) -> None:
+    """threadpoolctl is for classify's own threads: a small job starts without importing it."""
+    from PIL import Image
+
+    png = tmp_path / "one.png"
+    Image.new("L", (28, 28), 0).save(png)
+    code = (
+        "import sys\n"
+        "from mnist_infer.cli import cli\n"
+        f"args = ['predict', '--weights', {str(weights)!r}, {str(png)!r}]\n"
+        "cli.main(args, standalone_mode=False)\n"
+        "print('threadpoolctl' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "False"

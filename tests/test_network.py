@@ -4,6 +4,7 @@ import itertools
 import os
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -114,13 +115,36 @@ def test_error_in_a_thread_reaches_the_caller(net: Network) -> None:
 
 
 @pytest.fixture
-def blas() -> tuple:
-    """OpenBLAS's (get, set) thread-count functions, or skip."""
-    if not _blas.limit():
-        pytest.skip("numpy does not use OpenBLAS here")
+def blas() -> Iterator[tuple]:
+    """(get, set) of BLAS's thread count, through threadpoolctl, or skip; restored after."""
+    from threadpoolctl import ThreadpoolController
+
+    libs = ThreadpoolController().select(user_api="blas")
+    if not libs.lib_controllers:
+        pytest.skip("numpy's BLAS is none that threadpoolctl knows")
+
+    def get() -> int:
+        return max(lib.num_threads for lib in libs.lib_controllers)
+
+    def put(n: int) -> None:
+        libs.limit(limits=n)  # stays set: the limiter is not restored
+
+    before = get()
+    yield get, put
+    put(before)
+
+
+def test_blas_limit_nests_and_restores(blas: tuple) -> None:
+    get, put = blas
+    put(2)
+    assert _blas.threads() == 2
+    assert _blas.limit()
+    assert _blas.limit()  # a second user, as two classify calls at once
+    assert get() == 1
     _blas.restore()
-    assert _blas._funcs is not None
-    return _blas._funcs
+    assert get() == 1  # the first user still runs
+    _blas.restore()
+    assert get() == 2
 
 
 def test_classify_leaves_blas_threads_as_they_were(net: Network, blas: tuple) -> None:
