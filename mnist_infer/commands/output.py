@@ -31,6 +31,18 @@ def closed_pipe(err: OSError) -> None:
     raise Failure(MnistInferError(f"a pipe was closed by the other side ({err})")) from None
 
 
+def echo_data(text: str) -> None:
+    """A line of data on standard output from work that goes on (training): if its reader
+    has gone (`| head -1`), this and the rest go nowhere and the work finishes, so a closed
+    pipe never costs a result."""
+    try:
+        click.echo(text)
+    except OSError as err:
+        if err.errno != errno.EPIPE or not _stdout_closed():
+            raise
+        _discard_stdout()
+
+
 def _stdout_closed() -> bool:
     """True if nobody reads standard output any more (a pipe whose reader has exited)."""
     import select

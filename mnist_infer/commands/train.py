@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -14,7 +16,7 @@ from mnist_infer.commands.options import (
     layer_sizes,
     mirror_option,
 )
-from mnist_infer.commands.output import note
+from mnist_infer.commands.output import echo_data, note
 
 
 @click.command(short_help="Train the network on the MNIST training split.", epilog=EXIT_CODES)
@@ -100,6 +102,12 @@ from mnist_infer.commands.output import note
 @click.option(
     "--resume", is_flag=True, help="Continue from the checkpoint that an interrupted run left."
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="JSON lines: one object per epoch, then one for the saved weights.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, per-epoch lines or notes.")
 @mirror_option
 @cache_dir_option
@@ -118,6 +126,7 @@ def train(
     out: Path,
     force: bool,
     resume: bool,
+    as_json: bool,
     quiet: bool,
     mirrors: tuple[str, ...],
     cache_dir: Path | None,
@@ -128,15 +137,19 @@ def train(
     finishes the batch and saves a checkpoint beside OUT; --resume continues from it (a
     second Ctrl-C stops at once, keeping the last checkpoint). When done, OUT holds the
     weights and OUT.json their metadata, including the test accuracy measured afterwards.
-    The epoch lines and the test accuracy go to standard output; notes (first-use download,
-    where --resume continues, where the weights were saved) to standard error.
+    The epoch lines and the test accuracy go to standard output (with --json as JSON lines:
+    each epoch's figures, then the weights file, its SHA-256 and the final figures); notes
+    (first-use download, where --resume continues, where the weights were saved) to standard
+    error. If standard output's reader goes away (`| head -1`), training still finishes and
+    saves.
 
     \b
     Examples:
       mnist-infer train --out my-weights.pkl
       mnist-infer train --augment --epochs 60 --out my-weights.pkl --resume
+      mnist-infer train --epochs 5 --out my-weights.pkl --json
     """
-    from mnist_infer.train import TrainOptions, format_epoch
+    from mnist_infer.train import TrainOptions
     from mnist_infer.train import train as run
 
     opts = TrainOptions(
@@ -160,11 +173,42 @@ def train(
         force=force,
         resume=resume,
         progress=not quiet and sys.stderr.isatty(),
-        on_epoch=None if quiet else lambda s: click.echo(format_epoch(s, epochs)),
+        on_epoch=None if quiet else _epoch_printer(epochs, as_json),
         on_note=None if quiet else note,
         quiet=quiet,
     )
     if not quiet:
         click.echo(f"Saved {result.path} (metadata in {result.path}.json)", err=True)
-    if result.test_accuracy is not None:
-        click.echo(f"Test accuracy: {result.test_accuracy:.4f}")
+    if as_json:
+        import json
+
+        echo_data(json.dumps(_result_record(result.path, result.metadata)))
+    elif result.test_accuracy is not None:
+        echo_data(f"Test accuracy: {result.test_accuracy:.4f}")
+
+
+def _epoch_printer(epochs: int, as_json: bool) -> Callable[[Any], None]:
+    """What prints each epoch's line: the summary line, or its JSON object."""
+    import json
+    from dataclasses import asdict
+
+    from mnist_infer.train import format_epoch
+
+    def echo(stats: Any) -> None:
+        if as_json:
+            echo_data(json.dumps(asdict(stats) | {"epochs": epochs}))
+        else:
+            echo_data(format_epoch(stats, epochs))
+
+    return echo
+
+
+def _result_record(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The last JSON line: where the weights are, and how they did."""
+    keys = ("weights_sha256", "architecture", "epochs", "final_loss", "final_val_accuracy")
+    return {
+        "weights": str(path),
+        "metadata": f"{path}.json",
+        **{k: meta.get(k) for k in keys},
+        "test_accuracy": meta.get("test_accuracy"),
+    }
