@@ -30,17 +30,15 @@ def load_arrays(
     """
     cache = resolve_cache_dir(cache_dir)
     images, labels = (cache / n for n in file_names(split))
-    unverified = [cache / s.name for s in select(split, files) if not verified(cache / s.name, s)]
+    specs = select(split, files)
+    unverified = [cache / s.name for s in specs if not verified(cache / s.name, s)]
     if unverified:
         from mnist_infer.download import fetch
 
         damaged = [p for p in unverified if p.exists()]
-        if not (quiet or damaged):
-            print(
-                f"Note: downloading the MNIST {split} split into {cache} (first use)",
-                file=sys.stderr,
-                flush=True,
-            )
+        missing = [p for p in unverified if not p.exists()]
+        if missing and not quiet:
+            print(_fetch_note(split, cache, missing, len(specs)), file=sys.stderr, flush=True)
         try:
             fetch(split, cache, mirrors, quiet=quiet, files=files)
             if damaged and not quiet:
@@ -50,16 +48,21 @@ def load_arrays(
         except MnistInferError as e:
             if not damaged:
                 raise
-            # No mirror reachable: the usual case. Anything else (a cache that cannot be
-            # written, say) is said as it is.
-            why = (
-                "no mirror could replace it"
-                if isinstance(e, NetworkError)
-                else f"could not be fetched again ({e})"
-            )
+            # No mirror reachable (offline, say): the usual case; the mirrors tried did not
+            # work, so the command names a mirror to give. Anything else (a cache that
+            # cannot be written, say) is said as it is.
+            if isinstance(e, NetworkError):
+                why = "no mirror could replace it"
+                todo = (
+                    f"run `{_repair_command(split, cache, None)} --mirror DIR` with DIR a"
+                    " folder holding the MNIST .gz files (or the URL of a mirror you can reach)"
+                )
+            else:
+                why = f"could not be fetched again ({e})"
+                todo = f"run `{_repair_command(split, cache, mirrors)}`"
             raise IntegrityError(
                 f"cached MNIST file {damaged[0]} is damaged (its bytes are not the pinned"
-                f" SHA-256) and {why}; run `{_repair_command(split, cache, mirrors)}`"
+                f" SHA-256) and {why}; {todo}"
             ) from None
     try:
         return read_pair(images, labels)
@@ -67,6 +70,13 @@ def load_arrays(
         raise IntegrityError(
             f"cached MNIST file is damaged: {e}; run `{_repair_command(split, cache, mirrors)}`"
         ) from None
+
+
+def _fetch_note(split: str, cache: Path, missing: list[Path], files: int) -> str:
+    """What a download about to start says: the first use, or what is missing again."""
+    if len(missing) == files:
+        return f"Note: downloading the MNIST {split} split into {cache} (first use)"
+    return f"Note: fetching {_and(missing)} again: missing from the cache"
 
 
 def _and(paths: list[Path]) -> str:

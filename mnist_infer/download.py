@@ -130,9 +130,7 @@ def fetch(
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise MnistInferError(
-            f"cannot create the cache folder {cache}: {e.strerror or e}"
-        ) from None
+        raise _unwritable("create", cache, e) from None
     results = []
     fetcher = _Fetcher(
         cache,
@@ -242,9 +240,7 @@ class _Fetcher:
                     raise
                 reason = str(e)
             except OSError as e:  # network errors are _Failed by now: this is the disk
-                raise MnistInferError(
-                    f"cannot write to the cache folder {self.cache}: {e.strerror or e}"
-                ) from None
+                raise _unwritable("write to", self.cache, e) from None
             delay = self.backoff * 2**attempt
             attempt += 1
             if self.say is not None:
@@ -500,9 +496,7 @@ def _install_from(f: BinaryIO, spec: FileSpec, cache: Path) -> None:
                 )
             os.replace(tmp, cache / spec.name)
     except OSError as e:
-        raise MnistInferError(
-            f"cannot write to the cache folder {cache}: {e.strerror or e}"
-        ) from None
+        raise _unwritable("write to", cache, e) from None
 
 
 def _read(stream: BinaryIO | gzip.GzipFile) -> bytes:
@@ -630,6 +624,14 @@ def _remove_partials(cache: Path) -> None:
             p.unlink()
 
 
+def _unwritable(what: str, cache: Path, e: OSError) -> MnistInferError:
+    """The cache folder cannot be written (read-only, another user's): say how to use another."""
+    return MnistInferError(
+        f"cannot {what} the cache folder {cache}: {e.strerror or e}; pass --cache-dir DIR"
+        " (or set MNIST_INFER_CACHE) to keep MNIST in a folder you can write to"
+    )
+
+
 @contextmanager
 def _locked(cache: Path, quiet: bool) -> Iterator[None]:
     from filelock import FileLock, Timeout
@@ -643,7 +645,7 @@ def _locked(cache: Path, quiet: bool) -> Iterator[None]:
                 print(f"Waiting for another download into {cache} to finish...", file=sys.stderr)
             lock.acquire()
     except OSError as e:
-        raise MnistInferError(f"cannot lock the cache folder {cache}: {e.strerror or e}") from None
+        raise _unwritable("lock", cache, e) from None
     try:
         yield
     finally:

@@ -31,6 +31,8 @@ class Evaluation(NamedTuple):
     batch_size: int
     weights_path: Path
     weights_sha256: str
+    split: str = "test"
+    limit: int | None = None  # --limit as asked (the split may have fewer images)
 
     @property
     def correct(self) -> int:
@@ -47,8 +49,8 @@ class Evaluation(NamedTuple):
         return f"Accuracy: {self.accuracy:.4f} ({self.correct}/{len(self.labels)})"
 
     def summary(self) -> dict[str, Any]:
-        """All results as JSON-serialisable values."""
-        return report.summary(
+        """All results as JSON-serialisable values, with what was evaluated."""
+        return {"split": self.split, "limit": self.limit} | report.summary(
             self.labels,
             self.preds,
             batch_size=self.batch_size,
@@ -102,4 +104,4 @@ def evaluate(
     finally:
         if bar is not None:
             bar.close()
-    return Evaluation(images, labels, preds, conf, seconds, batch_size, path, sha)
+    return Evaluation(images, labels, preds, conf, seconds, batch_size, path, sha, split, limit)

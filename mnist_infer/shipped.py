@@ -45,4 +45,22 @@ def weights_path(value: str | os.PathLike[str] | None) -> Path:
     p = Path(value)
     if str(value) in SHIPPED and not p.exists():
         return default_weights_path(name=SHIPPED[str(value)])
+    if not p.exists() and _looks_like_a_name(str(value)):
+        raise WeightsError(f"cannot read weights {value}: no such file; {_names_hint(str(value))}")
     return p
+
+
+def _looks_like_a_name(value: str) -> bool:
+    """A bare word (no folder, no suffix), as the short names of the shipped weights are."""
+    return bool(value) and os.sep not in value and "/" not in value and "." not in value
+
+
+def _names_hint(value: str) -> str:
+    """What a mistyped short name may have meant."""
+    import difflib
+
+    names = " and ".join(f"`{n}`" for n in SHIPPED)
+    close = difflib.get_close_matches(value.lower(), SHIPPED, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{close[0]}`? (the shipped weights are {names})"
+    return f"the shipped weights are {names}; anything else is a file's path"

@@ -67,22 +67,23 @@ def test_load_arrays_from_local_folder(mini_mnist: MiniMnist, cache_dir: Path) -
 
 DAMAGED = (
     "cached MNIST file {p} is damaged (its bytes are not the pinned SHA-256) and no mirror could"
-    " replace it; run `{command}`"
+    " replace it; run `{command}` with DIR a folder holding the MNIST .gz files (or the URL of a"
+    " mirror you can reach)"
 )
 
 
 @pytest.mark.parametrize(
     ("cache", "mirrors", "command"),
     [
-        (None, None, "mnist-infer download --split test"),  # $MNIST_INFER_CACHE
-        ("cache", None, "mnist-infer download --split test"),  # the same folder, by name
-        ("my cache", None, "mnist-infer download --split test --cache-dir '{tmp}/my cache'"),
+        (None, None, "mnist-infer download --split test --mirror DIR"),  # $MNIST_INFER_CACHE
+        ("cache", None, "mnist-infer download --split test --mirror DIR"),  # the same, by name
         (
+            "my cache",
             None,
-            ["/m", "/n/"],
-            "mnist-infer download --split test --mirror /m --mirror /n/",
+            "mnist-infer download --split test --cache-dir '{tmp}/my cache' --mirror DIR",
         ),
-        (None, ["/nowhere"], "mnist-infer download --split test"),  # = $MNIST_INFER_MIRRORS
+        (None, ["/m", "/n/"], "mnist-infer download --split test --mirror DIR"),  # they failed
+        (None, ["/nowhere"], "mnist-infer download --split test --mirror DIR"),
     ],
     ids=["default-cache", "same-cache", "other-cache", "mirrors", "default-mirrors"],
 )
@@ -204,10 +205,10 @@ def test_cli_damaged_cache_entry_names_the_command_that_repairs_it(
     args = ["-q", "--cache-dir", "c2", "--mirror", "m"]
     res = CliRunner().invoke(cli, ["evaluate", *args])
     assert res.exit_code == 4
-    command = "mnist-infer download --split test --cache-dir c2 --mirror m"
+    command = "mnist-infer download --split test --cache-dir c2 --mirror DIR"
     assert res.stderr == "Error: " + DAMAGED.format(p=f"c2/{IMAGES}", command=command) + "\n"
     Path("m").symlink_to(mini_mnist.folder)
-    repair = CliRunner().invoke(cli, shlex.split(command)[1:])
+    repair = CliRunner().invoke(cli, shlex.split(command.replace("DIR", "m"))[1:])
     assert repair.exit_code == 0, repair.output
     assert repair.stdout.splitlines() == [
         f"{IMAGES}  39,216 bytes  verified  (m/{IMAGES}.gz)",
@@ -319,3 +320,24 @@ def test_damaged_entry_in_a_cache_that_cannot_be_written(
         f" and could not be fetched again (cannot lock the cache folder {cache_dir}: Read-only"
         f" file system); run `mnist-infer download --split test --mirror {filled.folder}`"
     )
+
+
+@pytest.mark.parametrize(
+    ("removed", "note"),
+    [
+        ([IMAGES, LABELS], "downloading the MNIST test split into {cache} (first use)"),
+        ([LABELS], "fetching {cache}/" + LABELS + " again: missing from the cache"),
+    ],
+    ids=["first-use", "one-missing"],
+)
+def test_cli_first_use_and_repair_downloads_say_which(
+    filled: MiniMnist, cache_dir: Path, weights: Path, removed: list[str], note: str
+) -> None:
+    """Only a split never fetched is a first use; a file gone since (a failed repair deletes
+    the damaged copy) is fetched again, and said so."""
+    for name in removed:
+        (cache_dir / name).unlink()
+    args = ["evaluate", "--weights", str(weights), "--mirror", str(filled.folder)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert res.stderr == f"Note: {note.format(cache=cache_dir)}\n"

@@ -707,11 +707,16 @@ def test_cli_usage(args: list[str], message: str, cache_dir: Path) -> None:
     assert message in res.stderr
 
 
+ELSEWHERE = (
+    "; pass --cache-dir DIR (or set MNIST_INFER_CACHE) to keep MNIST in a folder you can write to"
+)
+
+
 @pytest.mark.parametrize(
     ("blocker", "message"),
     [
-        ("cache", "cannot create the cache folder {cache}: Not a directory"),
-        ("cache/sub/.lock/x", "cannot lock the cache folder {cache}: Is a directory"),
+        ("cache", "cannot create the cache folder {cache}: Not a directory" + ELSEWHERE),
+        ("cache/sub/.lock/x", "cannot lock the cache folder {cache}: Is a directory" + ELSEWHERE),
     ],
 )
 def test_cli_unusable_cache(
@@ -765,8 +770,25 @@ def test_cli_cache_that_cannot_be_locked_when_writing(
     res = invoke("--mirror", str(mini_files.folder), *args)
     assert res.exit_code == 1
     assert res.stdout == ""
-    assert res.stderr == f"Error: cannot lock the cache folder {cache_dir}: Permission denied\n"
+    assert res.stderr == (
+        f"Error: cannot lock the cache folder {cache_dir}: Permission denied{ELSEWHERE}\n"
+    )
     assert_good_cache(cache_dir, mini_files, kept)
+
+
+@pytest.mark.usefixtures("unlockable")
+@pytest.mark.parametrize("args", [["evaluate"], ["show", "--out", "digits"], ["download"]])
+def test_cli_empty_cache_that_cannot_be_written_names_cache_dir(
+    args: list[str], mini_files: MiniMnist, cache_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cache_dir.mkdir()  # empty, and read-only as far as the lock can tell
+    res = CliRunner().invoke(cli, [*args, "-q", "--mirror", str(mini_files.folder)])
+    assert res.exit_code == 1
+    assert res.stdout == ""
+    assert res.stderr == (
+        f"Error: cannot lock the cache folder {cache_dir}: Permission denied{ELSEWHERE}\n"
+    )
 
 
 @pytest.mark.parametrize("source", ["http", "folder"])
@@ -786,7 +808,9 @@ def test_cli_disk_full_during_download(
         resource.setrlimit(resource.RLIMIT_FSIZE, limits)
         signal.signal(signal.SIGXFSZ, handler)
     assert res.exit_code == 1
-    assert res.stderr == f"Error: cannot write to the cache folder {cache_dir}: File too large\n"
+    assert res.stderr == (
+        f"Error: cannot write to the cache folder {cache_dir}: File too large{ELSEWHERE}\n"
+    )
     assert listing(cache_dir) == set()
 
 

@@ -99,6 +99,8 @@ def test_json(weights: Path, data: dict) -> None:
     res = invoke("--weights", str(weights), "--json", "--batch-size", "8")
     assert res.exit_code == 0, res.output
     s = json.loads(res.stdout)
+    assert list(s)[:2] == ["split", "limit"]  # what was evaluated, first
+    assert (s["split"], s["limit"]) == ("test", None)
     correct = int(np.sum(preds == labels))
     assert s["accuracy"] == correct / N_TEST
     assert (s["correct"], s["total"], s["batch_size"]) == (correct, N_TEST, 8)
@@ -126,7 +128,7 @@ def test_limit(weights: Path, data: dict, limit: int) -> None:
     res = invoke("--weights", str(weights), "--limit", str(limit), "--json")
     assert res.exit_code == 0, res.output
     s = json.loads(res.stdout)
-    assert s["total"] == n
+    assert (s["split"], s["limit"], s["total"]) == ("test", limit, n)
     preds = expected(weights, images[:n])
     assert s["confusion_matrix"] == confusion_matrix(labels[:n], preds).tolist()
 
@@ -136,6 +138,10 @@ def test_train_split(weights: Path, data: dict) -> None:
     res = invoke("--weights", str(weights), "--split", "train", "-q")
     assert res.exit_code == 0, res.output
     assert res.output == accuracy_line(expected(weights, images), labels) + "\n"
+    res = invoke("--weights", str(weights), "--split", "train", "--limit", "5", "--json")
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout)
+    assert (s["split"], s["limit"], s["total"]) == ("train", 5, 5)
 
 
 def test_default_weights_are_the_shipped_file(data: dict) -> None:

@@ -834,6 +834,29 @@ def test_short_names_are_the_shipped_weights(
     assert weights_path(name) == Path(name)
 
 
+NAMES = "the shipped weights are `default` and `small`"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["evaluate", "--weights", "smal"], f"smal: no such file; did you mean `small`? ({NAMES})"),
+        (["info", "Default"], f"Default: no such file; did you mean `default`? ({NAMES})"),
+        (
+            ["predict", "--weights", "big", "x.png"],
+            f"big: no such file; {NAMES}; anything else is a file's path",
+        ),
+    ],
+)
+def test_a_mistyped_short_name_names_the_shipped_weights(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 5
+    assert res.stderr == f"Error: cannot read weights {message}\n"
+
+
 def test_small_is_the_books_shape() -> None:
     p = load_weights(weights_path("small"))
     assert [p[f"W{i}"].shape for i in (1, 2, 3)] == [(784, 50), (50, 100), (100, 10)]
