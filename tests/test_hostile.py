@@ -455,7 +455,9 @@ def test_a_damaged_cache_is_fetched_again(recorded: Path, real_mnist_dir: Path, 
 def _damaged(path: Path, split: str, options: str) -> str:
     return (
         f"cached MNIST file {path} is damaged (its bytes are not the pinned SHA-256)"
-        f" and no mirror could replace it; run `mnist-infer download --split {split}{options}`"
+        f" and no mirror could replace it; run `mnist-infer download --split {split}{options}"
+        " --mirror DIR` with DIR a folder holding the MNIST .gz files (or the URL of a mirror"
+        " you can reach)"
     )
 
 
@@ -469,8 +471,7 @@ def test_a_damaged_cache_without_a_mirror_is_exit_4(
     none = tmp_path / "none"
     args = ["evaluate", "-q"] if command == "evaluate" else ["show", "--out", str(tmp_path / "o")]
     res = run_bounded(*args, "--cache-dir", str(recorded), "--mirror", str(none))
-    options = f" --cache-dir {recorded} --mirror {none}"
-    assert_refused(res, 4, _damaged(recorded / name, "test", options))
+    assert_refused(res, 4, _damaged(recorded / name, "test", f" --cache-dir {recorded}"))
     assert not (tmp_path / "o").exists()
 
 
@@ -483,7 +484,7 @@ def test_a_damaged_train_split_stops_train(
     none = tmp_path / "none"
     args = ("train", "--epochs", "1", "--out", str(tmp_path / "w.pkl"), "--mirror", str(none))
     res = run_bounded(*args, "--cache-dir", str(cache_dir), command=command)
-    assert_refused(res, 4, _damaged(cache_dir / name, "train", f" --mirror {none}"))
+    assert_refused(res, 4, _damaged(cache_dir / name, "train", ""))
     assert not (tmp_path / "w.pkl").exists()
 
 
