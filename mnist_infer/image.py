@@ -44,14 +44,17 @@ def as_is(img: Image.Image, invert: Invert = "auto", name: str = "image") -> Dig
 
 def load_digit(
     source: str | Path | IO[bytes],
-    name: str,
+    name: str | None = None,
     invert: Invert = "auto",
     raw: bool = False,
 ) -> tuple[Digit, list[str]]:
     """Read an image file or stream into a (28, 28) uint8 digit plus notes for the user.
 
-    Small 8-bit grey PNG files (MNIST digits saved as files) are read without Pillow.
+    `name` is what messages call it (default: the path, or `image` for a stream). Small 8-bit
+    grey PNG files (MNIST digits saved as files) are read without Pillow.
     """
+    if name is None:
+        name = str(source) if isinstance(source, str | Path) else "image"
     grey = small_png(source)
     if grey is not None:
         return (grey8_as_is if raw else grey8_digit)(grey, invert, name), []

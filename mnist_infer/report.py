@@ -163,7 +163,9 @@ def format_summary(s: dict[str, Any]) -> str:
     lines.append(f"Time: {s['seconds']:.3f} s ({speed}, batch size {s['batch_size']})")
     w = s.get("weights") or {}
     if w:
-        lines.append(f"Weights: {w.get('path')} (sha256 {str(w.get('sha256'))[:12]})")
+        lines.append(
+            f"Weights: {_weights_name(str(w.get('path')))} (sha256 {str(w.get('sha256'))[:12]})"
+        )
     lines += ["", _table_row("digit", digits, width)]
     for key in ("precision", "recall", "f1"):
         cells = ["-" if r[key] is None else f"{r[key]:.3f}" for r in pc]
@@ -174,6 +176,14 @@ def format_summary(s: dict[str, Any]) -> str:
     for d, row in zip(digits, cm, strict=True):
         lines.append(_table_row(f"{d:>5}", [str(v) for v in row], width))
     return "\n".join(lines)
+
+
+def _weights_name(path: str) -> str:
+    """A path as given, or the shipped weights by their short name (not the install path)."""
+    from mnist_infer.shipped import shipped_name
+
+    short = shipped_name(path)
+    return path if short is None else f"{short}, shipped: {os.path.basename(path)}"
 
 
 # --- pictures ----------------------------------------------------------------

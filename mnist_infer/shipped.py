@@ -64,3 +64,12 @@ def _names_hint(value: str) -> str:
     if close:
         return f"did you mean `{close[0]}`? (the shipped weights are {names})"
     return f"the shipped weights are {names}; anything else is a file's path"
+
+
+def shipped_name(path: str | os.PathLike[str]) -> str | None:
+    """The short name (default, small) of a path to shipped weights, else None."""
+    p = Path(path)
+    for short, name in SHIPPED.items():
+        if p.name == name and p.parent == _shipped_folder():
+            return short
+    return None

@@ -16,7 +16,7 @@ from mnist_infer.evaluate import evaluate
 from mnist_infer.idx import write_idx
 from mnist_infer.network import Network
 from mnist_infer.report import calibration_error, confusion_matrix
-from mnist_infer.shipped import default_weights_path
+from mnist_infer.shipped import default_weights_path, weights_path
 from mnist_infer.weights import load_weights
 
 N_TEST, N_TRAIN = 57, 33
@@ -148,6 +148,15 @@ def test_default_weights_are_the_shipped_file(data: dict) -> None:
     res = invoke("--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["weights"]["path"] == str(default_weights_path())
+
+
+@pytest.mark.parametrize("name", ["default", "small"])
+def test_shipped_weights_are_shown_by_name_not_install_path(data: dict, name: str) -> None:
+    path = weights_path(name)
+    res = invoke("--weights", name)
+    assert res.exit_code == 0, res.output
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    assert res.stdout.splitlines()[2] == f"Weights: {name}, shipped: {path.name} (sha256 {sha})"
 
 
 def test_report_pictures(weights: Path, data: dict, tmp_path: Path) -> None:

@@ -675,3 +675,20 @@ print("\\n".join(out))
     lazy, eager = run("lazy"), run("all")
     assert lazy == eager
     assert lazy.splitlines()[-1].startswith("bad: ")
+
+
+def test_load_digit_of_a_path_names_it_in_messages(tmp_path: Path) -> None:
+    """From Python, a file's path is enough: messages name it."""
+    p = tmp_path / "seven.png"
+    Image.new("L", (40, 30), 255).save(p)  # white paper, no ink
+    with pytest.raises(ImageError) as e:
+        image.load_digit(p)
+    assert str(e.value).startswith(f"{p}: ")
+    from PIL import ImageDraw
+
+    img = Image.new("L", (40, 30), 255)
+    ImageDraw.Draw(img).line([(10, 5), (30, 5), (18, 28)], fill=0, width=3)
+    img.save(p)
+    digit, notes = image.load_digit(str(p))
+    assert (digit.shape, digit.dtype, notes) == ((28, 28), np.uint8, [])
+    assert digit.max() > 200  # white ink on black, as MNIST
