@@ -25,7 +25,8 @@ from pathlib import Path
 TOP_LEVEL = ('print("Accuracy:"',)
 HEADERS = ("def", "class", "for", "if", "elif", "else", "while", "with", "try", "except")
 KEYWORD_STARTS = (*HEADERS, "return", "import", "from", "print", "pass", "raise", "del")
-# Tokens after which an expression may end, and tokens that may start a new statement.
+# Token kinds that end (or start) a value; keywords that carry an expression on; keywords
+# that are values.
 _ENDS = {tokenize.NAME, tokenize.NUMBER, tokenize.STRING}
 _CONTINUES = {"in", "is", "and", "or", "not", "as", "lambda"}
 _VALUES = {"True", "False", "None"}
