@@ -242,6 +242,7 @@ class Connection(asyncio.Protocol):
         host = req.headers.get("host")
         if host is None:
             if req.version == "HTTP/1.1":
+                self.keep = False  # a malformed request: what follows cannot be trusted
                 raise HTTPError(400, "no Host header, which HTTP/1.1 requires")
         elif not srv.hosts.allows(host):
             raise HTTPError(403, srv.hosts.refusal(host))
