@@ -214,7 +214,8 @@ def make_server(
     try:
         server = Server(app.routes(), (host, port), Limits(**limits), shared, allowed_hosts)
     except OSError as err:
-        why = os.strerror(err.errno) if err.errno else str(err)
+        # create_server adds the address to its message: the OS's words alone
+        why = os.strerror(err.errno) if err.errno and err.errno > 0 else err.strerror or str(err)
         hint = "; pick another --port, or --port 0 for a free one" if port else ""
         if isinstance(err, socket.gaierror):
             hint = "; use an IP address or a name this machine can resolve"
