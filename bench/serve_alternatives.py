@@ -20,8 +20,8 @@ from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the command line does, before numpy
 
-from mnist_infer.errors import MnistInferError  # noqa: E402
-from mnist_infer.serve import App  # noqa: E402
+from mnist_infer.errors import MnistInferError
+from mnist_infer.serve import App
 
 
 def fastapi_app(core: App, threads: bool) -> Any:
