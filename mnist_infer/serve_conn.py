@@ -32,6 +32,7 @@ from mnist_infer.serve_http import (
     parse_head,
     same_origin,
 )
+from mnist_infer.serve_procs import TRIM_PIXELS, give_back_memory
 
 if TYPE_CHECKING:
     from mnist_infer.serve_server import Server
@@ -341,9 +342,11 @@ class Connection(asyncio.Protocol):
         except Exception:
             resp = self._internal(req)
         finally:
-            if pixels > 0:
-                self.server.shared.give(pixels)
             self._release()
+            if pixels > 0:
+                if pixels >= TRIM_PIXELS:
+                    give_back_memory()
+                self.server.shared.give(pixels)
         self._answer(req, resp)
 
     def _internal(self, req: Request) -> Response:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -87,6 +87,28 @@ class Shared:
             yield
         finally:
             fcntl.lockf(self._lockfile, fcntl.LOCK_UN)
+
+
+TRIM_PIXELS = 1_000_000  # after decoding an image this big, give the freed memory back
+
+
+def give_back_memory() -> None:
+    """Return freed heap memory to the system (glibc keeps it otherwise, so each process
+    would hold on to its largest decode ever, and the machine-wide budget would not bound
+    what the processes hold together)."""
+    global _trim
+    if _trim is None:
+        try:
+            import ctypes
+
+            _trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc
+            _trim = False
+    if _trim:
+        _trim(0)
+
+
+_trim: Any = None
 
 
 def serve_until_stopped(server: Server, workers: int = 1) -> str:
