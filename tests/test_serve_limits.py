@@ -181,7 +181,7 @@ def test_http_0_9_is_refused_at_once(weights: Path) -> None:
 def test_uploads_announced_but_not_sent_take_no_budget(weights: Path) -> None:
     # Once: 7 connections announcing 64 MiB of bodies made every upload wait 5 s, then 503.
     with running(weights) as server:
-        socks = half_open(server, 7, post_head(10_000_000) + b"x")
+        socks = half_open(server, 7, post_head(64 * 2**20 // 7) + b"x")
         with Trickle(socks, 0.2):
             time.sleep(0.2)
             r, took = timed(call, server, "POST", "/api/predict", b"y" * 89)
