@@ -1,10 +1,12 @@
 """The same work as `mnist-infer serve` behind other servers, to measure it against them.
 
-    python bench/serve_alternatives.py uvicorn|uvicorn-threads|waitress [--port 0]
+    python bench/serve_alternatives.py uvicorn|uvicorn-h11|uvicorn-threads|waitress [--port 0]
 
 One process. `uvicorn`: a FastAPI app whose `async def` endpoint runs the work on the event
-loop (as `serve` does); `uvicorn-threads`: a plain `def` endpoint, which FastAPI runs in its
-thread pool; `waitress`: a WSGI app on waitress (its main thread reads requests, 4 threads
+loop (as `serve` does), on uvicorn's fastest setup (httptools and uvloop, compiled, when
+installed: `uvicorn[standard]`); `uvicorn-h11`: the same on uvicorn's pure-Python parser
+(h11) and asyncio's loop; `uvicorn-threads`: a plain `def` endpoint, which FastAPI runs in
+its thread pool; `waitress`: a WSGI app on waitress (its main thread reads requests, 4 threads
 run them). Each answers POST /api/predict with `App.predict_json`, exactly serve's work, and
 GET /api/info. Prints `Serving on URL` once it listens, as `serve` does. Needs the `bench`
 extra (pip install -e '.[bench]').
@@ -86,7 +88,7 @@ def wsgi_app(core: App) -> Any:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("server", choices=["uvicorn", "uvicorn-threads", "waitress"])
+    ap.add_argument("server", choices=["uvicorn", "uvicorn-h11", "uvicorn-threads", "waitress"])
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args()
     core = App()
@@ -100,7 +102,8 @@ def main() -> None:
     import uvicorn
 
     app = fastapi_app(core, threads=args.server == "uvicorn-threads")
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    pure = {"http": "h11", "loop": "asyncio"} if args.server == "uvicorn-h11" else {}
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", **pure)
     uvicorn.Server(config).run(sockets=[sock])
 
 

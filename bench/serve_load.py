@@ -146,7 +146,7 @@ def main() -> None:
     ap.add_argument(
         "--server",
         default="serve",
-        choices=["serve", "uvicorn", "uvicorn-threads", "waitress"],
+        choices=["serve", "uvicorn", "uvicorn-h11", "uvicorn-threads", "waitress"],
         help="what to load: `mnist-infer serve`, or the same work on another server"
         " (serve_alternatives.py, one process)",
     )

@@ -18,7 +18,11 @@ import sys
 from common import BENCH, Row, Section, Spawner, child_env, need_command
 
 ROUNDS = 3
-OTHERS = {"uvicorn": ("fastapi", "uvicorn"), "waitress": ("waitress",)}
+OTHERS = {
+    "uvicorn": ("fastapi", "uvicorn"),  # with httptools and uvloop when installed
+    "uvicorn-h11": ("fastapi", "uvicorn"),
+    "waitress": ("waitress",),
+}
 
 
 def load(*args: str) -> dict:
