@@ -32,7 +32,7 @@ from mnist_infer.serve_http import (
     parse_head,
     same_origin,
 )
-from mnist_infer.serve_procs import TRIM_PIXELS, give_back_memory
+from mnist_infer.serve_procs import give_back_memory
 
 if TYPE_CHECKING:
     from mnist_infer.serve_server import Server
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 IDLE, HEAD, BODY, SKIP, BUSY, CLOSED = range(6)
 SKIP_LIMIT = 64 * 1024  # an unwanted body up to this size is read and dropped; larger: close
 GATE_POLL = 0.005  # s between tries for room in the decode budget
+BIG = 1_000_000  # pixels: an image this big is decoded off the event loop, then memory trimmed
 NEVER = float("inf")
 
 
@@ -335,19 +336,32 @@ class Connection(asyncio.Protocol):
             self.retry = loop.call_later(GATE_POLL, self._dispatch, req, route, pixels)
             return
         self.retry = None
+        if pixels >= BIG:  # seconds of decoding: in the process's helper thread, so that
+            # the loop goes on serving the others meanwhile (Pillow lets go of the GIL)
+            job = asyncio.get_running_loop().run_in_executor(
+                self.server.helper(), self._run, req, route
+            )
+            job.add_done_callback(lambda done: self._done(req, done.result(), pixels))
+            return
+        self._done(req, self._run(req, route), pixels)
+
+    def _run(self, req: Request, route: Route) -> Response:
         try:
-            resp = route.handler(req)
+            return route.handler(req)
         except HTTPError as e:
-            resp = Response(error_body(str(e)), status=e.status, headers=e.headers)
+            return Response(error_body(str(e)), status=e.status, headers=e.headers)
         except Exception:
-            resp = self._internal(req)
-        finally:
-            self._release()
-            if pixels > 0:
-                if pixels >= TRIM_PIXELS:
-                    give_back_memory()
-                self.server.shared.give(pixels)
-        self._answer(req, resp)
+            return self._internal(req)
+
+    def _done(self, req: Request, resp: Response, pixels: int) -> None:
+        """Give back the body's bytes and the decode's pixels, and answer."""
+        self._release()
+        if pixels > 0:
+            if pixels >= BIG:
+                give_back_memory()
+            self.server.shared.give(pixels)
+        if self.state != CLOSED:
+            self._answer(req, resp)
 
     def _internal(self, req: Request) -> Response:
         """A bug: log it with an id, answer 500 with that id only, and close."""

@@ -89,9 +89,6 @@ class Shared:
             fcntl.lockf(self._lockfile, fcntl.LOCK_UN)
 
 
-TRIM_PIXELS = 1_000_000  # after decoding an image this big, give the freed memory back
-
-
 def give_back_memory() -> None:
     """Return freed heap memory to the system (glibc keeps it otherwise, so each process
     would hold on to its largest decode ever, and the machine-wide budget would not bound

@@ -15,6 +15,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from typing import Any
 
@@ -51,6 +52,13 @@ class Server:
         self._done: asyncio.Future[str] | None = None
         self._deferred = 0.0
         self._date = (0, "")
+        self._helper: ThreadPoolExecutor | None = None
+
+    def helper(self) -> ThreadPoolExecutor:
+        """The thread that runs this process's large decodes (made in the serving process)."""
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="decode")
+        return self._helper
 
     @property
     def url(self) -> str:
@@ -79,6 +87,9 @@ class Server:
             loop.run_until_complete(asyncio.sleep(0))  # the transports' last callbacks
             for s in stoppers:
                 loop.remove_signal_handler(s)
+            if self._helper is not None:
+                self._helper.shutdown(wait=False)
+                self._helper = None
             self._loop = None
             loop.close()
 

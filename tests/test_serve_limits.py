@@ -346,3 +346,25 @@ def test_expect_100_continue_is_refused_before_the_body(
         head = post_head(length)[:-2] + b"Expect: 100-continue\r\n\r\n"
         with half_open(server, 1, head)[0] as s:
             assert s.recv(100).split(b" ")[1] == first.encode()
+
+
+def test_a_large_decode_does_not_hold_up_the_other_requests(
+    weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running(weights) as server:
+        started = threading.Event()
+
+        def slow(body: bytes, raw: bool = False) -> bytes:
+            started.set()
+            time.sleep(1.0)  # as seconds of decoding would
+            return b"{}"
+
+        monkeypatch.setattr(server.app, "predict_json", slow)
+        big = threading.Thread(target=call, args=(server, "POST", "/api/predict", big_png(1000)))
+        big.start()
+        assert started.wait(10)
+        r, took = timed(call, server, "GET", "/api/info")
+        assert (r.status, big.is_alive()) == (200, True)
+        assert took < 0.5
+        big.join()
+        assert server.shared.in_use() == (0, 0)
