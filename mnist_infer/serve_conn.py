@@ -128,10 +128,16 @@ class Connection(asyncio.Protocol):
     def expire(self) -> None:
         """Past the deadline: say so if a request was under way, and close."""
         st = self.state
-        if self.write_paused or st in (IDLE, SKIP, BUSY) or (st == HEAD and not self.buf):
-            self.abort() if self.write_paused else self._close()
+        if self.write_paused or st == CLOSED:  # an answer the client does not take
+            self.abort()
+        elif st in (IDLE, SKIP, BUSY) or (st == HEAD and not self.buf):
+            self._close()
         elif st == HEAD:
-            self._fail(408, f"the request head came too slowly ({len(self.buf):,} bytes in time)")
+            took = time.monotonic() - self.since
+            self._fail(
+                408,
+                f"the request head came too slowly ({len(self.buf):,} bytes in {took:.1f} s)",
+            )
         elif st == BODY:
             self._fail(
                 408, f"the request body came too slowly ({self.got:,} of {self.need:,} bytes)"
@@ -145,7 +151,7 @@ class Connection(asyncio.Protocol):
 
     def _close(self) -> None:
         self.state = CLOSED
-        self.deadline = NEVER
+        self.deadline = time.monotonic() + self.limits.send_timeout  # for the last answer
         self._release()
         if self.transport is not None:
             self.transport.close()  # after what is buffered has been sent
