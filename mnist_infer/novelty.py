@@ -81,8 +81,8 @@ class Rule:
 
 
 # For weights that carry no rule: a max probability below one half means the network
-# spreads its belief over several digits, which on the book's weights flags about 1% of
-# MNIST's test digits.
+# spreads its belief over several digits. On MNIST's test digits it flags 3.2% with the
+# book's weights, 0.1% with the shipped 784-800-300-10 ones (`mnist-infer evaluate`).
 DEFAULT_RULE = Rule("max_prob", 0.5, source="default")
 
 
