@@ -237,3 +237,11 @@ def test_info_shows_the_rule(tmp_path: Path, rule: tuple[str, float] | None) -> 
         assert got == {"score": "energy", "threshold": 7.25, "source": "weights"}
         want = "Rule:       not a digit when energy < 7.25 (from the weights)"
     assert want in text.stdout.splitlines()
+
+
+def test_help_states_the_default_rule_and_how_to_turn_it_off() -> None:
+    text = " ".join(CliRunner().invoke(cli, ["predict", "--help"]).stdout.split())
+    assert f"not a digit when the best probability is below {DEFAULT_RULE.threshold:g})" in text
+    assert DEFAULT_RULE.score == "max_prob"  # what "the best probability" says
+    assert "--accept-all turns the rule off" in text
+    assert "--accept-all Always name a digit: turn off the not-a-digit rule" in text

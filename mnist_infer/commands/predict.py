@@ -106,8 +106,8 @@ def predict(
 
     FILE_OR_FOLDER may be an image file, a folder (its images, sorted by name; a note
     says what else it held) or `-` for one image on standard input. Prints
-    `path  digit  confidence` per image, with `unsure` at the end when the confidence is
-    below --min-confidence. Control characters in names are shown escaped, as `ls -b`
+    `path  digit  confidence` per image, with `unsure` at the end when a digit's
+    confidence is below --min-confidence. Control characters in names are shown escaped, as `ls -b`
     does (`\\n`, `\\033`, `\\\\`); names that are not valid UTF-8 are printed byte for byte.
 
     An image the network does not read as a digit at all (a letter, a scribble, a tick)
