@@ -51,11 +51,14 @@ class App:
         max_pixels: int = PIXEL_BUDGET,
     ) -> None:
         from mnist_infer.network import Network
-        from mnist_infer.weights import describe, load_weights, weights_path
+        from mnist_infer.novelty import rule_from_metadata
+        from mnist_infer.shipped import weights_path
+        from mnist_infer.weights import describe, load_weights
 
         path = weights_path(weights)
         d = describe(path)
         self.net = Network(load_weights(path), copy=False)
+        self.rule = rule_from_metadata(d.metadata)  # judged as `mnist-infer predict` does
         self.metadata_warning = d.metadata_error
         self.weights_name = path.name
         self.info = {
@@ -65,6 +68,7 @@ class App:
             "sha256": d.sha256,
             "weights": path.name,  # not its path: that tells about the machine
             "metadata": d.metadata or {},
+            "not_a_digit": self.rule.as_dict(),
         }
         self.info_json = json_bytes(self.info)
         self.max_pixels = max_pixels
@@ -125,17 +129,19 @@ class App:
         return f'{head},"input":{_ints(digit)}}}'.encode()
 
     def _predict(self, body: bytes, raw: bool) -> tuple[dict[str, Any], np.ndarray]:
+        from mnist_infer.functions import softmax
         from mnist_infer.image import load_digit
+        from mnist_infer.records import answer_fields
 
         digit, _notes = load_digit(io.BytesIO(body), NAME, "auto", raw)
         x = np.divide(digit.reshape(1, -1), 255, dtype=np.float32)  # as predict scales it
-        acts = self.net.activations(x)
+        *acts, logits = self.net.activations(x, logits=True)
+        acts.append(softmax(logits))
         label = int(np.argmax(acts[-1][0]))
+        is_digit = bool(self.rule.is_digit(logits)[0])
         # Six decimals: rounded as float64, so that each prints in as few digits as it can.
         *hidden, probs = (np.round(a[0].astype(np.float64), 6) for a in acts)
-        answer = {
-            "digit": label,
-            "confidence": float(probs[label]),
+        answer = answer_fields(label, float(probs[label]), is_digit) | {
             "probabilities": probs.tolist(),
             "hidden": [h.tolist() for h in hidden],
         }

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 from serving import (
     FORMATS,
     STATIC,
     address,
-    answers,
     call,
     drawing,
     half_open,
@@ -27,10 +27,13 @@ from serving import (
 )
 
 from mnist_infer import serve as sv
+from mnist_infer.cli import cli
 from mnist_infer.functions import sigmoid, softmax
 from mnist_infer.image import load_digit
 from mnist_infer.network import Network
-from mnist_infer.weights import default_weights_path, file_sha256, load_weights, read_metadata
+from mnist_infer.novelty import DEFAULT_RULE, METADATA_KEY, energy
+from mnist_infer.shipped import default_weights_path
+from mnist_infer.weights import file_sha256, load_weights, metadata_path, read_metadata
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +70,7 @@ def test_info_describes_the_weights(weights: Path) -> None:
         "sha256": file_sha256(weights),
         "weights": "w.pkl",  # its name: the path would tell about the machine
         "metadata": {},
+        "not_a_digit": DEFAULT_RULE.as_dict(),
     }
 
 
@@ -91,7 +95,8 @@ def test_predict_answers_as_predict_would(weights: Path, k: int) -> None:
         r = call(server, "POST", "/api/predict", body, {"Content-Type": "image/png"})
     assert r.status == 200
     got = r.json
-    assert list(got) == ["digit", "confidence", "probabilities", "hidden", "input"]
+    fields = ["digit", "confidence", "is_digit", "guess", "probabilities", "hidden", "input"]
+    assert list(got) == fields
     digit, _ = load_digit(io.BytesIO(body), "x")
     assert got["input"] == digit.tolist()
     *hidden, probs = expected_hidden(weights, digit)
@@ -100,11 +105,53 @@ def test_predict_answers_as_predict_would(weights: Path, k: int) -> None:
         np.testing.assert_allclose(h, want, atol=1e-6)
     np.testing.assert_allclose(got["probabilities"], probs, atol=1e-6)
     assert abs(sum(got["probabilities"]) - 1) < 1e-5
-    assert got["digit"] == int(np.argmax(probs))
+    assert got["guess"] == int(np.argmax(probs))
+    assert got["digit"] == (got["guess"] if got["is_digit"] else None)
     assert got["confidence"] == max(got["probabilities"])
     # the same as Network.predict, which `mnist-infer predict` runs
     net = Network(load_weights(weights))
     np.testing.assert_allclose(net.predict(digit.reshape(1, -1) / 255)[0], probs, atol=1e-6)
+
+
+def test_predict_says_not_a_digit_as_predict_json_does(weights: Path, tmp_path: Path) -> None:
+    bodies = [drawing(k) for k in range(4)]
+    digits = np.stack([load_digit(io.BytesIO(b), "x")[0].ravel() for b in bodies])
+    scores = energy(Network(load_weights(weights)).logits(digits / np.float32(255)))
+    s = np.sort(scores)
+    i = int(np.argmax(np.diff(s)))
+    threshold = float((s[i] + s[i + 1]) / 2)  # some drawings are digits, the others not
+    meta = {METADATA_KEY: {"score": "energy", "threshold": threshold}}
+    metadata_path(weights).write_text(json.dumps(meta))
+    files = []
+    for k, body in enumerate(bodies):
+        files.append(tmp_path / f"{k}.png")
+        files[-1].write_bytes(body)
+    res = CliRunner().invoke(
+        cli, ["predict", "--weights", str(weights), "--json", *map(str, files)]
+    )
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    with running(weights) as server:
+        info = call(server, "GET", "/api/info").json
+        answers = [call(server, "POST", "/api/predict", body).json for body in bodies]
+    assert info["not_a_digit"] == {"score": "energy", "threshold": threshold, "source": "weights"}
+    assert [a["is_digit"] for a in answers] == (scores >= threshold).tolist()
+    for got, rec in zip(answers, records, strict=True):
+        assert [got[k] for k in ("digit", "is_digit", "guess")] == [
+            rec[k] for k in ("digit", "is_digit", "guess")
+        ]
+        assert got["confidence"] == pytest.approx(rec["confidence"], abs=2e-6)
+
+
+def test_predict_of_a_non_digit(tmp_path: Path) -> None:
+    from test_not_a_digit import GUESS, LOGITS, flat
+
+    w = flat(tmp_path / "w.pkl", rule=("max_prob", 0.9))
+    with running(w) as server:
+        got = call(server, "POST", "/api/predict", drawing()).json
+    probs = softmax(LOGITS)
+    assert (got["digit"], got["is_digit"], got["guess"]) == (None, False, GUESS)
+    assert got["confidence"] == round(float(probs[GUESS]), 6)
+    np.testing.assert_allclose(got["probabilities"], probs, atol=1e-6)
 
 
 def test_predict_reads_a_drawn_seven_with_the_shipped_weights(shipped: sv.Server) -> None:
@@ -388,110 +435,3 @@ def test_static_files_come_from_the_package() -> None:
     names = {p.name for p in STATIC.iterdir()}
     assert names >= {"index.html", "app.js", "style.css"}
     assert set(files) == {"/"} | {f"/static/{n}" for n in names}
-
-
-# --- where requests come from -----------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "host", ["127.0.0.1", "localhost", "LOCALHOST:1234", "[::1]:80", "app.localhost"]
-)
-def test_loopback_names_are_this_server(shipped: sv.Server, host: str) -> None:
-    assert call(shipped, "GET", "/api/info", headers={"Host": host}).status == 200
-
-
-@pytest.mark.parametrize(
-    "host", ["evil.example", "evil.example:8000", "127.0.0.1.evil.example", "10.0.0.1", "[::2]"]
-)
-def test_other_host_names_are_refused(shipped: sv.Server, host: str) -> None:
-    # A page at evil.example whose name is made to resolve to 127.0.0.1 (DNS rebinding)
-    # reaches the port, but its requests carry its own name.
-    for method, path in [("GET", "/api/info"), ("GET", "/"), ("POST", "/api/predict")]:
-        r = call(shipped, method, path, drawing() if method == "POST" else None, {"Host": host})
-        assert (r.status, r.json) == (
-            403,
-            {
-                "error": f"Host {host!r} is not this server's address (it answers to 127.0.0.1,"
-                " ::1, localhost); start it with --allow-host NAME to add a name"
-            },
-        )
-
-
-def test_allowed_host_names(weights: Path) -> None:
-    with running(weights, allowed_hosts=("digits.lan",)) as server:
-        assert call(server, "GET", "/api/info", headers={"Host": "Digits.LAN:80"}).status == 200
-        assert call(server, "GET", "/api/info", headers={"Host": "other.lan"}).status == 403
-
-
-@pytest.mark.parametrize(
-    ("bound", "name", "ok"),
-    [
-        ("0.0.0.0", "192.168.1.5:8000", True),
-        ("0.0.0.0", "[fe80::1]", True),
-        ("0.0.0.0", "localhost", True),
-        ("0.0.0.0", socket.gethostname(), True),
-        ("0.0.0.0", "evil.example", False),
-        ("192.168.1.5", "192.168.1.5:8000", True),
-        ("192.168.1.5", "localhost", False),
-        ("192.168.1.5", "192.168.1.6", False),
-        ("127.0.0.2", "127.0.0.2", True),
-        ("127.0.0.2", "localhost", True),
-        ("127.0.0.2", "[::1]", True),
-        ("127.0.0.1", "::1", False),  # an IPv6 address must be in brackets
-        ("127.0.0.1", "", False),
-        ("127.0.0.1", "localhost:port", False),
-    ],
-)
-def test_host_check(bound: str, name: str, ok: bool) -> None:
-    from mnist_infer.serve_http import HostCheck
-
-    assert HostCheck(bound).allows(name) is ok
-
-
-@pytest.mark.parametrize(
-    ("origin", "status"),
-    [
-        (None, 200),  # not from a browser
-        ("http://{host}", 200),  # the page itself
-        ("http://localhost:{port}", 403),  # another origin, even on this machine
-        ("http://evil.example", 403),
-        ("https://{host}", 403),
-        ("null", 403),  # a sandboxed frame or a file
-    ],
-)
-def test_posts_from_another_origin_are_refused(
-    shipped: sv.Server, origin: str | None, status: int
-) -> None:
-    host = f"127.0.0.1:{address(shipped)[1]}"
-    headers = {"Content-Type": "text/plain"}  # what any page may send without asking
-    if origin is not None:
-        headers["Origin"] = origin.format(host=host, port=address(shipped)[1])
-    r = call(shipped, "POST", "/api/predict", drawing(), headers)
-    assert r.status == status
-    if status == 403:
-        assert r.json == {
-            "error": f"cross-origin request refused: Origin {headers['Origin']!r} is not this"
-            f" server's page (http://{host})"
-        }
-    assert (
-        call(shipped, "GET", "/api/info", headers={"Origin": "http://evil.example"}).status == 200
-    )
-
-
-def test_http_1_0_closes_unless_asked_to_keep_alive(shipped: sv.Server) -> None:
-    status, headers, _ = raw_request(shipped, b"GET /api/info HTTP/1.0\r\n\r\n")
-    assert (status, headers["Connection"]) == (200, "close")
-    with socket.create_connection(address(shipped), timeout=10) as s:
-        s.sendall(b"GET /api/info HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 2)
-        for status, headers, body in answers(s, 2):
-            assert (status, headers["connection"]) == (200, "keep-alive")
-            assert json.loads(body)["sizes"]
-
-
-def test_pipelined_requests_are_answered_in_order(shipped: sv.Server) -> None:
-    one = b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    post = b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello"
-    with socket.create_connection(address(shipped), timeout=10) as s:
-        s.sendall(one + post + b"\r\n" + one)
-        statuses = [status for status, _, _ in answers(s, 3)]
-    assert statuses == [200, 400, 200]
