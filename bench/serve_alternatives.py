@@ -93,18 +93,22 @@ def main() -> None:
     args = ap.parse_args()
     core = App()
     sock = socket.create_server(("127.0.0.1", args.port), backlog=1024)
-    print(f"Serving on http://127.0.0.1:{sock.getsockname()[1]}/", flush=True)
+    ready = f"Serving on http://127.0.0.1:{sock.getsockname()[1]}/"  # once all is imported
     if args.server == "waitress":
         import waitress
 
-        waitress.serve(wsgi_app(core), sockets=[sock], threads=4, _quiet=True)
+        app = wsgi_app(core)
+        print(ready, flush=True)
+        waitress.serve(app, sockets=[sock], threads=4, _quiet=True)
         return
     import uvicorn
 
-    app = fastapi_app(core, threads=args.server == "uvicorn-threads")
     pure = {"http": "h11", "loop": "asyncio"} if args.server == "uvicorn-h11" else {}
+    app = fastapi_app(core, threads=args.server == "uvicorn-threads")
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", **pure)
-    uvicorn.Server(config).run(sockets=[sock])
+    server = uvicorn.Server(config)
+    print(ready, flush=True)
+    server.run(sockets=[sock])
 
 
 if __name__ == "__main__":
