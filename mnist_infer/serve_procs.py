@@ -9,7 +9,6 @@ by the parent, which forks a new worker in its place.
 
 from __future__ import annotations
 
-import fcntl
 import mmap
 import os
 import signal
@@ -82,6 +81,8 @@ class Shared:
         if self.processes == 1:  # one process, one event loop thread: nothing to race
             yield
             return
+        import fcntl  # only where processes fork, which is where it exists
+
         fcntl.lockf(self._lockfile, fcntl.LOCK_EX)
         try:
             yield

@@ -73,8 +73,12 @@ class Server:
         loop = self._loop = asyncio.new_event_loop()
         done = self._done = loop.create_future()
         stoppers = (signal.SIGINT, signal.SIGTERM) if signals else ()
+        plain: dict[int, Any] = {}  # where the loop cannot take signals (Windows)
         for s in stoppers:
-            loop.add_signal_handler(s, self._finish, s.name)
+            try:
+                loop.add_signal_handler(s, self._finish, s.name)
+            except NotImplementedError:
+                plain[s] = signal.signal(s, self._on_signal)
         loop.add_reader(self.socket, self._accept)
         sweep = loop.call_later(self.limits.tick, self._sweep)
         try:
@@ -86,7 +90,10 @@ class Server:
                 conn.abort()
             loop.run_until_complete(asyncio.sleep(0))  # the transports' last callbacks
             for s in stoppers:
-                loop.remove_signal_handler(s)
+                if s in plain:
+                    signal.signal(s, plain[s])
+                else:
+                    loop.remove_signal_handler(s)
             if self._helper is not None:
                 self._helper.shutdown(wait=False)
                 self._helper = None
@@ -101,6 +108,10 @@ class Server:
 
     def close(self) -> None:
         self.socket.close()
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._finish, signal.Signals(signum).name)
 
     def _finish(self, name: str) -> None:
         if self._done is not None and not self._done.done():
