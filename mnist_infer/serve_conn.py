@@ -42,6 +42,7 @@ SKIP_LIMIT = 64 * 1024  # an unwanted body up to this size is read and dropped; 
 GATE_POLL = 0.005  # s between tries for room in the decode budget
 BIG = 1_000_000  # pixels: an image this big is decoded off the event loop, then memory trimmed
 NEVER = float("inf")
+WRITE_HIGH = 16 * 1024  # unsent bytes past which a connection's requests wait (then 30 s)
 
 
 class Connection(asyncio.Protocol):
@@ -68,6 +69,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH)
         if self.dropped:  # evicted or stopped before it was set up
             transport.abort()
 
