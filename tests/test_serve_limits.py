@@ -131,14 +131,14 @@ def test_the_head_has_a_deadline_whether_bytes_come_or_not(weights: Path, every:
             (status, _, body), took = timed(answer, s)
     assert status == 408
     assert json.loads(body)["error"].startswith("the request head came too slowly (")
-    assert 0.4 < took < 3
+    assert 0.4 < took < 5
 
 
 def test_a_new_connection_that_sends_nothing_is_closed_silently(weights: Path) -> None:
     with running(weights, head_timeout=0.5) as server:
         (s,) = half_open(server, 1, b"")
         got, took = timed(closed_by_server, s)
-        assert (got, 0.4 < took < 3) == (b"", True)
+        assert (got, 0.4 < took < 5) == (b"", True)
         s.close()
 
 
@@ -148,7 +148,7 @@ def test_an_idle_keep_alive_connection_is_closed_after_its_timeout(weights: Path
             s.sendall(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert answer(s)[0] == 200
             got, took = timed(closed_by_server, s)
-        assert (got, 0.4 < took < 3) == (b"", True)
+        assert (got, 0.4 < took < 5) == (b"", True)
 
 
 @pytest.mark.parametrize("every", [None, 0.05])
@@ -161,7 +161,7 @@ def test_the_body_has_a_deadline_whether_bytes_come_or_not(weights: Path, every:
     got = json.loads(body)["error"]
     assert got.startswith("the request body came too slowly (")
     assert got.endswith(" of 100 bytes)")
-    assert 0.4 < took < 3
+    assert 0.4 < took < 5
 
 
 def test_http_0_9_is_refused_at_once(weights: Path) -> None:
@@ -172,7 +172,7 @@ def test_http_0_9_is_refused_at_once(weights: Path) -> None:
         400,
         {"error": "HTTP/0.9 requests are not supported; send GET / HTTP/1.1"},
     )
-    assert took < 3  # once its line is in, not after a deadline
+    assert took < 10  # once its line is in, not after the 30 s deadline
 
 
 # --- memory -------------------------------------------------------------------------
@@ -189,7 +189,7 @@ def test_uploads_announced_but_not_sent_take_no_budget(weights: Path) -> None:
                 400,
                 {"error": f"request body: not an image (expected {FORMATS})"},
             )
-            assert took < 2
+            assert took < 4  # once: 5 s, then 503
 
 
 def test_bodies_in_memory_have_a_budget_of_bytes_received(weights: Path) -> None:
@@ -248,7 +248,7 @@ def test_decodes_wait_for_room_in_the_machine_wide_budget(weights: Path) -> None
             503,
             {"error": "server busy: too many large images being decoded, try again"},
         )
-        assert 0.4 < took < 3
+        assert 0.4 < took < 5
         release = threading.Timer(0.2, shared.give, (1000 * 1000 - 100,))
         release.start()
         r, took = timed(call, server, "POST", "/api/predict", drawing())
@@ -357,7 +357,7 @@ def test_a_large_decode_does_not_hold_up_the_other_requests(
 
         def slow(body: bytes, raw: bool = False) -> bytes:
             started.set()
-            time.sleep(1.0)  # as seconds of decoding would
+            time.sleep(3.0)  # as seconds of decoding would
             return b"{}"
 
         monkeypatch.setattr(server.app, "predict_json", slow)
@@ -366,6 +366,6 @@ def test_a_large_decode_does_not_hold_up_the_other_requests(
         assert started.wait(10)
         r, took = timed(call, server, "GET", "/api/info")
         assert (r.status, big.is_alive()) == (200, True)
-        assert took < 0.5
+        assert took < 2
         big.join()
         assert server.shared.in_use() == (0, 0)
