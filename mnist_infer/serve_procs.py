@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -38,9 +38,20 @@ class Shared:
         a = memoryview(self._mem).cast("q")
         n = MAX_WORKERS
         self._loads, self._slots, self._pixels = a[:n], a[n : 2 * n], a[2 * n :]
-        self._lockfile = tempfile.TemporaryFile()  # noqa: SIM115  (as long as the server)
+        self._lockfile: IO[bytes] | None = None  # made before forking: the processes' lock
         self.processes = 1  # how many serve (slots 0..processes-1)
         self.me = 0  # this process's slot
+
+    def share(self, processes: int) -> None:
+        """Get ready for that many processes, before they are forked."""
+        self.processes = processes
+        if self._lockfile is None:
+            self._lockfile = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
+
+    def close(self) -> None:
+        if self._lockfile is not None:
+            self._lockfile.close()
+            self._lockfile = None
 
     def set_load(self, n: int) -> None:
         self._loads[self.me] = n
@@ -78,7 +89,7 @@ class Shared:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        if self.processes == 1:  # one process, one event loop thread: nothing to race
+        if self._lockfile is None:  # one process, one event loop thread: nothing to race
             yield
             return
         import fcntl  # only where processes fork, which is where it exists
@@ -133,7 +144,7 @@ class _Parent:
         def on_signal(signum: int, frame: object) -> None:
             self.got.append(signum)
 
-        self.server.shared.processes = self.n
+        self.server.shared.share(self.n)
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             for slot in range(self.n):

@@ -108,6 +108,7 @@ class Server:
 
     def close(self) -> None:
         self.socket.close()
+        self.shared.close()
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if self._loop is not None:

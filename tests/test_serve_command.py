@@ -88,6 +88,7 @@ def test_the_command_serves_and_stops_on_a_signal(
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=10)
         took = time.monotonic() - start
+        c.close()
     finally:
         proc.kill()
     assert proc.returncode == 0
@@ -166,7 +167,7 @@ def test_workers_stop_when_the_server_is_killed() -> None:
     try:
         children = _workers(proc.pid, 2)
         proc.kill()
-        proc.wait()
+        proc.communicate()
         assert all(_gone(c) for c in children), "a worker kept serving without its parent"
     finally:
         proc.kill()

@@ -129,6 +129,7 @@ def test_the_head_has_a_deadline_whether_bytes_come_or_not(weights: Path, every:
         (s,) = half_open(server, 1, b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         with Trickle([] if every is None else [s], every or 1):
             (status, _, body), took = timed(answer, s)
+        s.close()
     assert status == 408
     assert json.loads(body)["error"].startswith("the request head came too slowly (")
     assert 0.4 < took < 5
@@ -157,6 +158,7 @@ def test_the_body_has_a_deadline_whether_bytes_come_or_not(weights: Path, every:
         (s,) = half_open(server, 1, post_head(100) + b"x" * 10)
         with Trickle([] if every is None else [s], every or 1):
             (status, _, body), took = timed(answer, s)
+        s.close()
     assert status == 408
     got = json.loads(body)["error"]
     assert got.startswith("the request body came too slowly (")
@@ -258,7 +260,7 @@ def test_decodes_wait_for_room_in_the_machine_wide_budget(weights: Path) -> None
 
 def test_the_decode_cap_is_shared_by_processes_and_freed_when_one_dies() -> None:
     shared = Shared(decode_slots=2, pixel_budget=1000)
-    shared.processes = 3
+    shared.share(3)
     pid = os.fork()
     if pid == 0:  # a worker that takes 600 pixels and one slot, and is killed holding them
         shared.me = 1
@@ -272,6 +274,7 @@ def test_the_decode_cap_is_shared_by_processes_and_freed_when_one_dies() -> None
     shared.clear(1)  # the parent forgets the dead worker's
     assert shared.take(1)
     assert shared.in_use() == (2, 401)
+    shared.close()
 
 
 def test_concurrent_clients_get_their_own_answers(weights: Path) -> None:
