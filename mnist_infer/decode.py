@@ -112,7 +112,42 @@ def _sniff(source: str | Path | IO[bytes]) -> tuple[str, str] | None:
     return next(((f, m) for sig, f, m in _SIGNATURES if head.startswith(sig)), None)
 
 
+# Pillow keeps a PNG's text chunks in `info`, beside the image's properties and under any
+# key: text keyed `transparency` or `exif` would pose as a tRNS or eXIf chunk. Orientation
+# comes from an eXIf chunk only: Pillow would also read it from these text chunks.
+POSING_TEXT = ("transparency", "exif")
+ORIENTATION_TEXT = ("Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+
+
+class _TextPosing(Exception):
+    """A PNG has text chunks keyed like image properties: decode it without them."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+
+
 def _decode(source: str | Path | IO[bytes], name: str) -> tuple[Image.Image, list[str]]:
+    """The upright first frame, its PNG text never taken for image properties."""
+    try:
+        return _decode_once(source, name)
+    except _TextPosing as posing:
+        import io
+
+        data = _all_bytes(source)
+        return _decode_once(io.BytesIO(png.without_text(data, posing.keys)), name, again=True)
+
+
+def _all_bytes(source: str | Path | IO[bytes]) -> bytes:
+    """Every byte of the file or stream (Pillow reads a stream from its start too)."""
+    if isinstance(source, (str, Path)):
+        return Path(source).read_bytes()
+    source.seek(0)
+    return source.read()
+
+
+def _decode_once(
+    source: str | Path | IO[bytes], name: str, again: bool = False
+) -> tuple[Image.Image, list[str]]:
     with _open(source) as img:
         notes = []
         frames = getattr(img, "n_frames", 1)
@@ -123,6 +158,12 @@ def _decode(source: str | Path | IO[bytes], name: str) -> tuple[Image.Image, lis
             s = WORK / max(img.size)
             img.draft("L", (-int(-img.size[0] * s), -int(-img.size[1] * s)))
         img.load()
+        if img.format == "PNG":
+            posing = [k for k in POSING_TEXT if k in getattr(img, "text", {})]
+            if posing and not again:
+                raise _TextPosing(posing)
+            for key in (*posing, *ORIENTATION_TEXT):  # left over only if a chunk was unreadable
+                img.info.pop(key, None)
         # Only JPEG, TIFF, WebP and some PNGs carry an orientation tag.
         if img.format != "PNG" or "exif" in img.info:
             from PIL import ImageOps

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from numpy.typing import NDArray
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -126,3 +128,25 @@ def _paeth(row: bytes, up: bytes) -> bytearray:
         out[x] = a
         c = b
     return out
+
+
+TEXT = (b"tEXt", b"zTXt", b"iTXt")
+
+
+def without_text(data: bytes, keys: Sequence[str]) -> bytes:
+    """A PNG file's bytes without its text chunks keyed by one of `keys` (Latin-1 keywords).
+
+    Every other byte stays as it was, damaged chunks and anything past IEND included.
+    """
+    drop = {k.encode("latin-1") for k in keys}
+    out, pos = [data[: len(SIGNATURE)]], len(SIGNATURE)
+    while pos + 12 <= len(data):
+        length, kind = _CHUNK.unpack_from(data, pos)
+        end = pos + 12 + length
+        if end > len(data):
+            break
+        if not (kind in TEXT and data[pos + 8 : end - 4].split(b"\0", 1)[0] in drop):
+            out.append(data[pos:end])
+        pos = end
+    out.append(data[pos:])
+    return b"".join(out)

@@ -170,7 +170,21 @@ def _work(item: Item, invert: Invert, raw: bool) -> Decoded:
                 digit, notes = load_digit(path if f is None else f, path, invert, raw)
     except MnistInferError as err:
         return path, None, (), str(err)
+    except Exception as err:  # one file's trouble is that file's record, never the batch's end
+        return path, None, (), unexpected(path, err)
     return path, digit, tuple(notes), None
+
+
+def unexpected(path: str, err: Exception) -> str:
+    """The error record of a file that failed in a way nobody planned for."""
+    detail = " ".join(str(err).split())[:200]
+    if isinstance(err, MemoryError):
+        return f"{path}: not enough memory to read it{f' ({detail})' if detail else ''}"
+    what = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
+    return (
+        f"{path}: internal error while reading it ({what});"
+        " this is a bug in mnist-infer, please report it with the file"
+    )
 
 
 _KINDS = {

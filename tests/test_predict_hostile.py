@@ -206,3 +206,76 @@ def test_show_out_on_a_full_disk_leaves_no_folder(
         res.stderr == f"Error: cannot write {out}/test-00000-label4.png: No space left on device\n"
     )
     assert list(tmp_path.iterdir()) == [cache_dir]
+
+
+def _folder_of_digits(d: Path, count: int) -> list[str]:
+    """count copies of one digit file, named 0001.png…, sorted as predict sorts them."""
+    d.mkdir()
+    data = _digit_png(d / "0000.png").read_bytes()
+    for i in range(1, count):
+        (d / f"{i:04d}.png").write_bytes(data)
+    return [str(d / f"{i:04d}.png") for i in range(count)]
+
+
+def _results(fmt: str, stdout: str) -> dict[str, str]:
+    """path -> digit or error, from predict's text, JSON or CSV output."""
+    if fmt == "--json":
+        recs = [json.loads(line) for line in stdout.splitlines()]
+        return {r["path"]: r.get("error") or str(r["digit"]) for r in recs}
+    if fmt == "--csv":
+        rows = list(csv.DictReader(io.StringIO(stdout, newline="")))
+        return {r["path"]: r["error"] or r["digit"] for r in rows}
+    return {line.split("  ")[0]: line.split("  ")[1] for line in stdout.splitlines()}
+
+
+@pytest.mark.parametrize("mode", ["RGB", "P", "L"])
+def test_png_text_keyed_transparency_costs_nothing_in_a_pool(
+    mode: str, tmp_path: Path, weights: Path
+) -> None:
+    """Pillow's own PngInfo.add_text writes such files; they once ended the whole batch."""
+    from PIL import PngImagePlugin
+
+    paths = _folder_of_digits(tmp_path / "d", 600)  # enough for worker processes
+    info = PngImagePlugin.PngInfo()
+    info.add_text("transparency", "x")
+    side = 100 if mode == "L" else 28  # small grey files take the fast path
+    Image.open(paths[0]).convert(mode).resize((side, side)).save(paths[0], pnginfo=info)
+    res = CliRunner().invoke(
+        cli, ["predict", "--weights", str(weights), "-j", "2", "--csv", str(tmp_path / "d")]
+    )
+    assert res.exit_code == 0, res.stderr
+    assert list(_results("--csv", res.stdout)) == paths
+
+
+@pytest.mark.parametrize("fmt", ["text", "--json", "--csv"])
+@pytest.mark.parametrize(("count", "jobs"), [(20, "1"), (600, "2")])  # in-process; workers
+def test_an_unexpected_error_is_that_files_record(
+    fmt: str, count: int, jobs: str, tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mnist_infer import predict as pr
+
+    paths = _folder_of_digits(tmp_path / "d", count)
+    bad = {paths[3], paths[-2]}
+    load_digit = pr.load_digit
+
+    def flawed(source: object, name: str, *args: object) -> object:
+        if name in bad:
+            raise TypeError("argument 2 must be sequence of length 3, not 1")
+        return load_digit(source, name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pr, "load_digit", flawed)
+    args = ["predict", "--weights", str(weights), "-j", jobs, str(tmp_path / "d")]
+    res = CliRunner().invoke(cli, args + ([] if fmt == "text" else [fmt]))
+    assert res.exit_code == 5
+    why = (
+        "internal error while reading it (TypeError: argument 2 must be sequence of length 3,"
+        " not 1); this is a bug in mnist-infer, please report it with the file"
+    )
+    assert res.stderr == "".join(f"Error: {p}: {why}\n" for p in paths if p in bad)
+    got = _results(fmt, res.stdout)
+    good = [p for p in paths if p not in bad]
+    assert [p for p in got if p not in bad] == good
+    assert {got[p] for p in good} == {got[good[0]]}
+    if fmt != "text":
+        assert [p for p in got if p in bad] == sorted(bad)
+        assert {got[p] for p in bad} == {why}
