@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -279,3 +280,50 @@ def test_an_unexpected_error_is_that_files_record(
     if fmt != "text":
         assert [p for p in got if p in bad] == sorted(bad)
         assert {got[p] for p in bad} == {why}
+
+
+DYING = """
+import os, signal, sys
+from mnist_infer import predict
+from mnist_infer.cli import main
+
+load_digit, parent = predict.load_digit, os.getpid()
+
+def dying(source, name, *args):
+    if name.endswith(KILLER) and os.getpid() != parent:
+        os.kill(os.getpid(), signal.SIGNUM)
+    return load_digit(source, name, *args)
+
+predict.load_digit = dying
+sys.argv[0] = "mnist-infer"
+main()
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGSEGV], ids=["killed", "crashed"])
+@pytest.mark.parametrize("fmt", ["text", "--csv"])
+def test_a_worker_that_dies_costs_only_its_file(
+    signum: int, fmt: str, tmp_path: Path, weights: Path
+) -> None:
+    """A worker killed (out of memory) or crashing inside a decoder once hung predict for ever."""
+    paths = _folder_of_digits(tmp_path / "d", 1000)
+    script = tmp_path / "dying.py"
+    killer = "0700.png"
+    script.write_text(
+        DYING.replace("KILLER", repr(killer)).replace("SIGNUM", signal.Signals(signum).name)
+    )
+    argv = [sys.executable, str(script), "predict", "--weights", str(weights), "-j", "2"]
+    res = subprocess.run(
+        [*argv, str(tmp_path / "d"), *([] if fmt == "text" else [fmt])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 5
+    bad = str(tmp_path / "d" / killer)
+    assert res.stderr == (
+        f"Error: {bad}: the process reading it ended abruptly (killed, out of memory, or a crash"
+        " in a decoder); if that happens again, please report it with the file\n"
+    )
+    got = _results(fmt, res.stdout)
+    assert [p for p in got if p != bad] == [p for p in paths if p != bad]
