@@ -435,12 +435,39 @@ def _plain(obj: object) -> object:
     return obj
 
 
+class _Exact:
+    """A pickle's bytes as the unpickler reads them: never past the `size` the file holds.
+
+    A length reaching past the end means a truncated or corrupt pickle, whatever holds the
+    bytes: a file object would first allocate what the length asks for (a 154-byte file can
+    ask for exabytes), a BytesIO would hand out what is left (a FRAME longer than the file
+    would then pass). With this, a pickle gets the same verdict from a file as from memory.
+    """
+
+    __slots__ = ("f", "left")
+
+    def __init__(self, f: IO[bytes], size: int) -> None:
+        self.f, self.left = f, size
+
+    def read(self, n: int) -> bytes:
+        if not 0 <= n <= self.left:
+            raise EOFError(f"{n:,} bytes asked for, {self.left:,} left in the file")
+        data = self.f.read(n)
+        self.left -= len(data)
+        return data
+
+    def readline(self) -> bytes:
+        line = self.f.readline(self.left)
+        self.left -= len(line)
+        return line
+
+
 def unpickle(f: IO[bytes], size: int) -> object:
     """The object in a pickle of `size` bytes read from f, with plain numpy arrays.
 
     Raises Refused for what a weights pickle may not do; other exceptions mean a bad file.
     """
-    obj = _SafeUnpickler(f, size).load()
+    obj = _SafeUnpickler(_Exact(f, size), size).load()  # type: ignore[arg-type]
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
     return _plain(obj)
