@@ -7,6 +7,7 @@ dtypes, a bounded number of operations and a memory budget tied to the file's si
 from __future__ import annotations
 
 import pickle
+import re
 import reprlib
 import struct
 from collections.abc import Callable
@@ -365,10 +366,29 @@ def _flat(key: object) -> object:
     return key
 
 
+class _Repr(reprlib.Repr):
+    """reprlib's short reprs, without memory addresses: one file, one message, every time."""
+
+    def repr_instance(self, x: object, level: int) -> str:
+        if isinstance(x, _Dtype):
+            return f"dtype({x.desc!r})"
+        try:
+            s = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(x))
+        except Exception:
+            return f"<{_kind(x)}>"
+        if len(s) > self.maxother:
+            i = max(0, (self.maxother - 3) // 2)
+            s = s[:i] + "..." + s[len(s) - max(0, self.maxother - 3 - i) :]
+        return s
+
+
+_REPR = _Repr()
+
+
 def _show(obj: object) -> str:
     """A short repr of anything a pickle made, even an int too long to print."""
     try:
-        return reprlib.repr(obj)
+        return _REPR.repr(obj)
     except ValueError:  # int too long to convert to text, perhaps inside a container
         return f"<{_kind(obj)} too long to show>"
 

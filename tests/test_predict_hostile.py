@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -327,3 +328,137 @@ def test_a_worker_that_dies_costs_only_its_file(
     )
     got = _results(fmt, res.stdout)
     assert [p for p in got if p != bad] == [p for p in paths if p != bad]
+
+
+def _png_bytes(img: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _good_files() -> dict[str, bytes]:
+    """Pictures of digits in every format and shape predict takes, some of them odd."""
+    from PIL import PngImagePlugin
+
+    a = np.zeros((28, 28), np.uint8)
+    a[4:24, 12:16] = 255
+    a[4:8, 8:16] = 255
+    gray = Image.fromarray(a)
+    big = gray.resize((40, 40))  # small pictures: the time goes to the files' variety
+    posing = PngImagePlugin.PngInfo()
+    posing.add_text("transparency", "x")
+    posing.add_text("interlace", "1")
+    frames = [gray, Image.fromarray(255 - a)]
+    return {
+        "small.png": _png_bytes(gray),
+        "big.png": _png_bytes(big),
+        "rgb-text.png": _png_bytes(gray.convert("RGB"), pnginfo=posing),
+        "palette-text.png": _png_bytes(big.convert("P"), pnginfo=posing),
+        "paper.jpg": _png_bytes(Image.fromarray(255 - np.asarray(big)), "JPEG"),
+        "scan.bmp": _png_bytes(big.convert("RGB"), "BMP"),
+        "moving.gif": _png_bytes(frames[0], "GIF", save_all=True, append_images=frames[1:]),
+        "wide.tif": _png_bytes(Image.fromarray(np.asarray(big).astype(np.uint16) * 257), "TIFF"),
+        "web.webp": _png_bytes(big, "WEBP"),
+    }
+
+
+def _bad_files() -> dict[str, bytes]:
+    """Files predict must refuse, one line each, whatever they hold."""
+    good = _png_bytes(Image.fromarray(np.full((28, 28), 9, np.uint8)))
+    huge = bytearray(good)
+    huge[16:24] = (100_000).to_bytes(4, "big") * 2  # IHDR: 100,000 x 100,000 pixels
+    nan = np.full((28, 28), np.nan, np.float32)
+    return {
+        "empty.png": b"",
+        "text.png": b"not a picture\n",
+        "cut.png": good[:40],
+        "cut.jpg": _png_bytes(Image.new("L", (300, 300), 200), "JPEG")[:300],
+        "blank.png": _png_bytes(Image.new("L", (28, 28), 0)),
+        "nan.tif": _png_bytes(Image.fromarray(nan), "TIFF"),
+        "bomb.png": bytes(huge[:33]) + good[33:],
+        "dot.png": _png_bytes(Image.new("L", (1, 1))),
+    }
+
+
+@pytest.mark.slow
+def test_a_hostile_folder_of_20000_files_yields_every_good_answer(
+    short_dir: Path, weights: Path
+) -> None:
+    """Good pictures among files of every kind of trouble (damaged, fuzzed, special files,
+    odd names): each good file gets its answer, each bad one its one line."""
+    import random
+
+    import pngfuzz
+
+    from mnist_infer.errors import MnistInferError
+    from mnist_infer.image import load_digit
+
+    d = short_dir
+    good, bad = _good_files(), _bad_files()
+    expect: dict[str, bool] = {}  # path -> answered
+    for i in range(20_000):
+        kind = i % 10
+        if kind < 6:  # good files, 12,000 of them, some with odd names
+            name = sorted(good)[i % len(good)]
+            odd = "\x1b[1m" if i % 97 == 0 else "\udcff" if i % 89 == 0 else ""  # byte 0xff
+            (d / f"{i:05d}-{odd}{name}").write_bytes(good[name])
+            expect[str(d / f"{i:05d}-{odd}{name}")] = True
+        elif kind < 9:  # damaged and fuzzed files
+            if i % 2:
+                name = sorted(bad)[i % len(bad)]
+                (d / f"{i:05d}-{name}").write_bytes(bad[name])
+                expect[str(d / f"{i:05d}-{name}")] = False
+            else:
+                data = pngfuzz.random_png(random.Random(i))
+                p = d / f"{i:05d}-fuzz.png"
+                p.write_bytes(data)
+                try:
+                    load_digit(io.BytesIO(data), str(p))
+                    expect[str(p)] = True
+                except MnistInferError:
+                    expect[str(p)] = False
+        else:  # what is not a file at all, or too big to read
+            p = d / f"{i:05d}-special.png"
+            make = (_fifo, _zero, _socket, _loop, _dangling, _sparse)[i // 10 % 6]
+            make(p)
+            expect[str(p)] = False
+    argv = ["predict", "--weights", str(weights), "-j", "2", "--json", str(d)]
+    res = subprocess.run(
+        [sys.executable, "-m", "mnist_infer", *argv],
+        capture_output=True,
+        timeout=600,
+        preexec_fn=_limited,
+    )
+    assert res.returncode == 5
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    paths = [
+        os.fsdecode(base64.b64decode(r["path_base64"])) if "path_base64" in r else r["path"]
+        for r in records
+    ]
+    assert paths == sorted(expect)
+    answered = {p: "digit" in r for p, r in zip(paths, records, strict=True)}
+    assert answered == expect
+    errors = res.stderr.decode(errors="replace").splitlines()
+    assert sum(line.startswith("Error: ") for line in errors) == list(expect.values()).count(False)
+    assert not [line for line in errors if not line.startswith(("Error: ", "Note: "))]
+    assert "internal error" not in res.stderr.decode(errors="replace")
+    by_name: dict[str, set[tuple[int, float]]] = {}
+    for p, r in zip(paths, records, strict=True):
+        name = os.path.basename(p).split("-", 1)[1].replace("\x1b[1m", "").replace("\udcff", "")
+        if name in good:
+            by_name.setdefault(name, set()).add((r["digit"], r["confidence"]))
+    assert set(by_name) == set(good)
+    assert all(len(answers) == 1 for answers in by_name.values())  # the same picture, one answer
+
+
+def _loop(p: Path) -> None:
+    p.symlink_to(p.name)
+
+
+def _dangling(p: Path) -> None:
+    p.symlink_to(p.name + ".gone")
+
+
+def _sparse(p: Path) -> None:
+    with open(p, "wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)

@@ -906,3 +906,15 @@ def test_a_frame_longer_than_the_file_is_corrupt_either_way(tmp_path: Path) -> N
             "WeightsError",
             f"cannot load weights {p}: truncated or corrupt pickle",
         )
+
+
+def test_refusals_show_what_the_pickle_made_without_memory_addresses(tmp_path: Path) -> None:
+    """Such a message differed from load to load (the dtype's repr held its address)."""
+    data = _array_pickle((148, (2, 10), np.dtype("f4"), False, bytes(80)))
+    p = tmp_path / "w.pkl"
+    expected = (
+        "UnsafePickleError",
+        f"refusing to load {p}: an array's state must be (1, shape, dtype, is_fortran, data),"
+        " found (148, (2, 10), dtype('f4'), False, b'\\x00\\x00\\x0...0\\x00\\x00\\x00')",
+    )
+    assert _verdict(p, data, streamed=True) == _verdict(p, data, streamed=False) == expected
