@@ -61,12 +61,14 @@ class App:
         body_budget: int | None = None,
     ) -> None:
         from mnist_infer.network import Network
+        from mnist_infer.novelty import rule_from_metadata
         from mnist_infer.shipped import default_weights_path
         from mnist_infer.weights import describe, load_weights
 
         path = Path(weights_path) if weights_path is not None else default_weights_path()
         d = describe(path)
         self.net = Network(load_weights(path), copy=False)
+        self.rule = rule_from_metadata(d.metadata)  # judged as `mnist-infer predict` does
         self.metadata_warning = d.metadata_error
         self.info = {
             "sizes": self.net.sizes,
@@ -75,6 +77,7 @@ class App:
             "sha256": d.sha256,
             "weights": str(path),
             "metadata": d.metadata or {},
+            "not_a_digit": self.rule.as_dict(),
         }
         self.info_json = _json(self.info)
         self.max_upload = max_upload
@@ -99,18 +102,20 @@ class App:
         return f'{head},"input":{_ints(digit)}}}'.encode()
 
     def _predict(self, body: bytes, raw: bool) -> tuple[dict[str, Any], np.ndarray]:
+        from mnist_infer.functions import softmax
         from mnist_infer.image import load_digit
+        from mnist_infer.records import answer_fields
 
         with self.decoding:
             digit, _notes = load_digit(io.BytesIO(body), NAME, "auto", raw)
         x = np.divide(digit.reshape(1, -1), 255, dtype=np.float32)  # as predict scales it
-        acts = self.net.activations(x)
+        *acts, logits = self.net.activations(x, logits=True)
+        acts.append(softmax(logits))
         label = int(np.argmax(acts[-1][0]))
+        is_digit = bool(self.rule.is_digit(logits)[0])
         # Six decimals: rounded as float64, so that each prints in as few digits as it can.
         *hidden, probs = (np.round(a[0].astype(np.float64), 6) for a in acts)
-        answer = {
-            "digit": label,
-            "confidence": float(probs[label]),
+        answer = answer_fields(label, float(probs[label]), is_digit) | {
             "probabilities": probs.tolist(),
             "hidden": [h.tolist() for h in hidden],
         }

@@ -255,8 +255,7 @@ function drawMap(c, cols, values) {
 }
 
 function show(data) {
-  $("digit").textContent = String(data.digit);
-  $("confidence").textContent = `${(data.confidence * 100).toFixed(1)}% sure`;
+  showVerdict(data);
   const img = input.getContext("2d").createImageData(28, 28);
   data.input.flat().forEach((v, i) => {
     img.data.set([v, v, v, 255], i * 4);
@@ -264,7 +263,7 @@ function show(data) {
   input.getContext("2d").putImageData(img, 0, 0);
   [...$("bars").children].forEach((li, d) => {
     const p = data.probabilities[d];
-    li.classList.toggle("win", d === data.digit);
+    li.classList.toggle("win", d === guessOf(data));
     li.querySelector(".fill").style.width = `${(p * 100).toFixed(1)}%`;
     li.querySelector(".p").textContent = `${(p * 100).toFixed(1)}%`;
     li.setAttribute("aria-label", `${d}: ${(p * 100).toFixed(1)}%`);
@@ -272,9 +271,26 @@ function show(data) {
   state.maps.forEach((m, i) => drawMap(m.canvas, m.cols, data.hidden[i]));
 }
 
+// The answer: a digit, or (is_digit false, as `predict` says "not a digit") a message with
+// the network's best guess in small print.
+function guessOf(data) {
+  return data.is_digit === false ? data.guess : data.digit;
+}
+
+function showVerdict(data) {
+  const notDigit = data.is_digit === false;
+  const percent = `${(data.confidence * 100).toFixed(1)}%`;
+  $("digit").textContent = notDigit ? "That doesn't look like a digit" : String(data.digit);
+  $("confidence").textContent = notDigit ? `Looks most like ${data.guess} (${percent})` : `${percent} sure`;
+  $("digit").classList.toggle("not-digit", notDigit);
+  $("confidence").classList.toggle("not-digit", notDigit);
+}
+
 function showEmpty() {
   $("digit").textContent = "–";
   $("confidence").innerHTML = "&nbsp;";
+  $("digit").classList.remove("not-digit");
+  $("confidence").classList.remove("not-digit");
   const g = input.getContext("2d");
   g.fillStyle = "#000";
   g.fillRect(0, 0, 28, 28);
@@ -301,6 +317,11 @@ function showInfo(info) {
   ];
   const acc = info.metadata && info.metadata.test_accuracy;
   if (typeof acc === "number") rows.push(["Test accuracy", `${(acc * 100).toFixed(2)}%`]);
+  const rule = info.not_a_digit;
+  if (rule) {
+    const source = rule.source === "weights" ? "" : " (default)";
+    rows.push(["Not a digit", `${rule.score} < ${rule.threshold}${source}`]);
+  }
   dl.replaceChildren(
     ...rows.map(([k, v, full]) => {
       const div = document.createElement("div");
