@@ -19,6 +19,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 CHUNK = 128  # inputs per message: fewer messages each way
+AHEAD = 4  # chunks in flight per worker: work queued while the caller classifies and writes
 
 
 def ordered(
@@ -31,7 +32,7 @@ def ordered(
     """fn(item) for every item, in order, computed by `jobs` forked processes.
 
     lost(item) stands for the result of an item whose process died while on it. At most
-    2 * jobs chunks are in flight. Stopping early (an exception, Ctrl-C, the consumer
+    AHEAD * jobs chunks are in flight. Stopping early (an exception, Ctrl-C, the consumer
     closing the generator) ends the worker processes at once.
     """
     from concurrent.futures.process import BrokenProcessPool
@@ -42,7 +43,7 @@ def ordered(
     done = False
     try:
         while True:
-            while len(flight) < 2 * jobs and (block := list(itertools.islice(todo, chunk))):
+            while len(flight) < AHEAD * jobs and (block := list(itertools.islice(todo, chunk))):
                 flight.append((block, _submit(pool, _each, fn, block)))
             if not flight:
                 done = True
