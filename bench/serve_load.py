@@ -143,6 +143,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--workers", help="passed on to `serve --workers` (default: its default)")
+    ap.add_argument(
+        "--server",
+        default="serve",
+        choices=["serve", "uvicorn", "uvicorn-h11", "uvicorn-threads", "waitress"],
+        help="what to load: `mnist-infer serve`, or the same work on another server"
+        " (serve_alternatives.py, one process)",
+    )
     ap.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)  # run as the client
     args = ap.parse_args()
     if args.client:
@@ -150,9 +157,13 @@ def main() -> None:
         return
 
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if args.server == "serve":
+        argv = [sys.executable, "-m", "mnist_infer", "serve", "--port", "0"]
+        argv += ["--workers", args.workers] if args.workers else []
+    else:
+        argv = [sys.executable, str(Path(__file__).parent / "serve_alternatives.py"), args.server]
     server = subprocess.Popen(
-        [sys.executable, "-m", "mnist_infer", "serve", "--port", "0"]
-        + (["--workers", args.workers] if args.workers else []),
+        argv,
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -189,6 +200,7 @@ def main() -> None:
         if server.poll() is None:
             server.kill()
             server.wait()
+    result["server"] = args.server
     result["target"] = TARGET
     result["meets_target"] = (
         result.get("failures") == 0

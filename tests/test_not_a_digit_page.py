@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from serving import running
 from test_not_a_digit import GUESS, LOGITS, flat
-from test_serve import running
 from test_serve_browser import NO_DIGIT, SEVEN, browser, draw, settled, winner
 
 from mnist_infer.functions import softmax

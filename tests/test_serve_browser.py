@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_serve import drawing, running
+from serving import drawing, running
 
 CHROMIUM = next(
     (p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and os.path.exists(p)), None

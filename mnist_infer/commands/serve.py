@@ -23,12 +23,15 @@ from mnist_infer.commands.options import EXIT_CODES, byte_size, weights_option
     show_default=True,
     help="Port to listen on; 0 takes a free one.",
 )
-@weights_option("Weights file (.pkl or .npz)  [default: the shipped weights].")
+@weights_option(
+    "Weights file (.pkl or .npz), or `small` for the shipped 784-50-100-10 weights"
+    "  [default: the shipped default weights]."
+)
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
-    help="Processes serving requests, each with its own threads  [default: one per CPU].",
+    type=click.IntRange(1, 256),
+    help="Processes serving requests, each with its own event loop  [default: one per CPU].",
 )
 @click.option(
     "--max-upload",
@@ -37,6 +40,14 @@ from mnist_infer.commands.options import EXIT_CODES, byte_size, weights_option
     callback=byte_size,
     help="Largest image accepted by /api/predict, in bytes or with K or M (KiB, MiB).",
 )
+@click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Another name the server may be reached by (the Host header is checked against the"
+    " address it listens on, to stop DNS rebinding).",
+)
 def serve(
     host: str,
     port: int,
@@ -44,19 +55,20 @@ def serve(
     open_browser: bool,
     workers: int | None,
     max_upload: int,
+    allowed_hosts: tuple[str, ...],
 ) -> None:
     """Serve the draw-a-digit page and a JSON API (/api/info, POST /api/predict).
 
     Draw a digit in the browser and watch the network's forward pass: the 28x28 input,
-    both hidden layers and the ten probabilities. Prints the URL; Ctrl-C or SIGTERM stops
-    the server (exit 0).
+    both hidden layers and the ten probabilities. Prints the URL and the weights served;
+    Ctrl-C or SIGTERM stops the server (exit 0).
 
     GET /api/info describes the weights (and their not-a-digit rule); POST /api/predict
     with an image file as the body (any format predict reads; ?raw=1 as --no-preprocess)
     answers {"digit", "confidence", "is_digit", "guess", "probabilities", "hidden",
     "input"}, the first four as `predict --json` gives them ("digit" is null when the
-    image does not read as a digit). Errors are JSON {"error"} with status 400, 404, 405
-    or 413. Only this machine can connect unless --host says otherwise.
+    image does not read as a digit). Errors are JSON {"error"} with status 400, 403, 404,
+    405, 408, 411, 413 or 503. Only this machine can connect unless --host says otherwise.
 
     \b
     Examples:
@@ -65,7 +77,9 @@ def serve(
     """
     from mnist_infer import serve as sv
 
-    server = sv.make_server(host, port, weights_path, max_upload=max_upload)
+    server = sv.make_server(
+        host, port, weights_path, max_upload=max_upload, allowed_hosts=allowed_hosts
+    )
     if server.app.metadata_warning is not None:
         click.echo(
             f"Warning: {server.app.metadata_warning}; serving the weights without it", err=True
@@ -76,7 +90,7 @@ def serve(
             f" {server.server_address[1]} can use the server (there is no login)",
             err=True,
         )
-    click.echo(f"Serving on {server.url}  (Ctrl-C to stop)")
+    click.echo(f"Serving on {server.url} with {server.app.description}  (Ctrl-C to stop)")
     if open_browser:
         import webbrowser
 
