@@ -41,6 +41,18 @@ def test_a_dying_process_costs_only_the_input_it_was_on(chunk: int) -> None:
     assert got == [-x if x % 7 == 0 else x * x for x in range(1, 40)]
 
 
+def big_answer(x: bytes) -> bytes:
+    return x * 4
+
+
+@pytest.mark.parametrize("size", [10, 40_000, 300_000])  # bytes per input
+def test_big_inputs_and_answers_never_wait_on_each_other(size: int) -> None:
+    """Chunks and results larger than a pipe holds: sent only when they cannot block."""
+    items = [bytes([i]) * size for i in range(40)]
+    got = list(workers.ordered(big_answer, items, 2, lost, 8))
+    assert got == [x * 4 for x in items]
+
+
 def _children() -> set[int]:
     import multiprocessing as mp
 
