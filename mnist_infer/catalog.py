@@ -10,9 +10,12 @@ import stat
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from mnist_infer.errors import UsageError
+
+if TYPE_CHECKING:
+    from io import RawIOBase
 
 SPLITS = ("train", "test")
 _PREFIX = {"train": "train", "test": "t10k"}
@@ -129,40 +132,67 @@ def _stamps(cache: Path) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
 
 
-def verified(path: Path, spec: FileSpec, *, trust_stamp: bool = True) -> bool:
-    """True if the cached `path` holds the pinned bytes of `spec`.
+# Why a cached file's bytes were not given out.
+MISSING = "missing"
+DAMAGED = "damaged"  # its bytes are not the pinned ones
+CHANGING = "changing"  # its bytes changed while they were read: another process is writing it
 
-    With `trust_stamp`, a file whose size, times and inode are those recorded when it was
-    last hashed is not hashed again. A file that hashes right is recorded, when the cache
-    folder can be written to and the file did not change while or shortly before it was read.
+
+def read_verified(path: Path, spec: FileSpec, *, trust_stamp: bool = True) -> bytearray | str:
+    """The cached file's bytes, read once, if they are the pinned ones of `spec`; else why not.
+
+    The bytes given out are the bytes checked: they are hashed, or, with `trust_stamp`,
+    trusted when the open file's size, times and inode were those recorded when it last
+    hashed right, both before and after they were read (a write in between changes its
+    times). Otherwise MISSING, DAMAGED, CHANGING, or `cannot read (reason)`. A file that
+    hashes right is recorded, when the cache folder can be written to and the file did not
+    change while or shortly before it was read.
     """
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    if st.st_size != spec.size or not stat.S_ISREG(st.st_mode):
-        return False
-    if trust_stamp and _stamps(path.parent).get(path.name) == _stamp(st, spec.sha256):
-        return True
-    import hashlib
     import time
 
     start = time.time_ns()
     try:
-        # Not blocking: should a FIFO have taken the file's place since, do not wait on it.
-        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        # Not blocking: should a FIFO have taken the file's place, do not wait on it.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb", buffering=0) as f:
             before = os.fstat(f.fileno())
-            if not stat.S_ISREG(before.st_mode):
-                return False
-            if hashlib.file_digest(f, "sha256").hexdigest() != spec.sha256:
-                return False
+            if not stat.S_ISREG(before.st_mode) or before.st_size != spec.size:
+                return DAMAGED
+            data = _read_exactly(f, spec.size)
             after = os.fstat(f.fileno())
-    except OSError:
-        return False
+    except FileNotFoundError:
+        return MISSING
+    except OSError as e:
+        return f"cannot read ({e.strerror or e})"
     stamp = _stamp(after, spec.sha256)
-    if stamp == _stamp(before, spec.sha256) and start - after.st_ctime_ns > _SETTLED_NS:
+    steady = stamp == _stamp(before, spec.sha256)
+    if data is not None and steady and trust_stamp and _stamps(path.parent).get(path.name) == stamp:
+        return data
+    if data is None or sha256(data) != spec.sha256:
+        return DAMAGED if steady else CHANGING
+    if steady and start - after.st_ctime_ns > _SETTLED_NS:
         record(path, stamp)
-    return True
+    return data
+
+
+def verified(path: Path, spec: FileSpec, *, trust_stamp: bool = True) -> bool:
+    """True if the cached `path` holds the pinned bytes of `spec` (see read_verified)."""
+    return not isinstance(read_verified(path, spec, trust_stamp=trust_stamp), str)
+
+
+def sha256(data: bytes | bytearray) -> str:
+    """The SHA-256 of data, in hex."""
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_exactly(f: RawIOBase, size: int) -> bytearray | None:
+    """size bytes from f, or None if it holds fewer or more (it changed since it was looked at)."""
+    data = bytearray(size)
+    view, got = memoryview(data), 0
+    while got < size and (n := f.readinto(view[got:])):
+        got += n
+    return data if got == size and not f.read(1) else None
 
 
 def record(path: Path, stamp: str) -> None:

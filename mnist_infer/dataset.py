@@ -8,9 +8,20 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_infer.catalog import FileSpec, file_names, resolve_cache_dir, select, verified
+from mnist_infer.catalog import (
+    CHANGING,
+    DAMAGED,
+    MISSING,
+    FileSpec,
+    file_names,
+    read_verified,
+    resolve_cache_dir,
+    select,
+)
 from mnist_infer.errors import IdxFormatError, IntegrityError, MnistInferError, NetworkError
-from mnist_infer.idx import read_pair
+from mnist_infer.idx import parse_pair
+
+ATTEMPTS = 3  # reads of a split's files, each after fetching what did not verify
 
 
 def load_arrays(
@@ -23,60 +34,108 @@ def load_arrays(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images uint8 (n, 784) and labels uint8 (n,) of a split; downloads the split if missing.
 
-    Nothing is computed from a cached file whose bytes are not the pinned ones: each is
-    hashed again unless its size, times and inode are those recorded when it last verified.
-    A damaged file is fetched again; if no mirror can replace it, IntegrityError. Unless quiet,
-    a download says so first on standard error, with the cache folder.
+    Each cached file is read once, and the arrays are made of the very bytes that were
+    checked: hashed, or trusted while its size, times and inode stay those recorded when it
+    last hashed right (see catalog.read_verified). A missing or damaged file is fetched
+    again (waiting for a download under way in another process), then read again; if no
+    mirror can replace it, IntegrityError. Unless quiet, a download says so first on
+    standard error, with the cache folder.
     """
     cache = resolve_cache_dir(cache_dir)
-    images, labels = (cache / n for n in file_names(split))
     specs = select(split, files)
-    unverified = [cache / s.name for s in specs if not verified(cache / s.name, s)]
-    if unverified:
-        from mnist_infer.download import fetch
-
-        damaged = [p for p in unverified if p.exists()]
-        missing = [p for p in unverified if not p.exists()]
-        if missing and not quiet:
-            print(_fetch_note(split, cache, missing, len(specs)), file=sys.stderr, flush=True)
-        try:
-            fetch(split, cache, mirrors, quiet=quiet, files=files)
-            if damaged and not quiet:
-                print(f"Note: fetched {_and(damaged)} again: damaged in the cache", file=sys.stderr)
-        except IntegrityError:
-            raise
-        except MnistInferError as e:
-            if not damaged:
-                raise
-            # No mirror reachable (offline, say): the usual case; the mirrors tried did not
-            # work, so the command names a mirror to give. Anything else (a cache that
-            # cannot be written, say) is said as it is.
-            if isinstance(e, NetworkError):
-                why = "no mirror could replace it"
-                todo = (
-                    f"run `{_repair_command(split, cache, None)} --mirror DIR` with DIR a"
-                    " folder holding the MNIST .gz files (or the URL of a mirror you can reach)"
-                )
-            else:
-                why = f"could not be fetched again ({e})"
-                todo = f"run `{_repair_command(split, cache, mirrors)}`"
-            raise IntegrityError(
-                f"cached MNIST file {damaged[0]} is damaged (its bytes are not the pinned"
-                f" SHA-256) and {why}; {todo}"
-            ) from None
+    images, labels = (cache / n for n in file_names(split))
+    for attempt in range(ATTEMPTS):
+        got = {s.name: read_verified(cache / s.name, s) for s in specs}
+        failed = {cache / n: why for n, why in got.items() if isinstance(why, str)}
+        if not failed:
+            break
+        if attempt == ATTEMPTS - 1:
+            raise _unsettled(failed, split, cache, mirrors)
+        _fetch_again(split, cache, mirrors, quiet, files, failed, first=attempt == 0)
     try:
-        return read_pair(images, labels)
+        return parse_pair((_bytes(got, images), images), (_bytes(got, labels), labels))
     except IdxFormatError as e:
         raise IntegrityError(
             f"cached MNIST file is damaged: {e}; run `{_repair_command(split, cache, mirrors)}`"
         ) from None
 
 
-def _fetch_note(split: str, cache: Path, missing: list[Path], files: int) -> str:
+def _bytes(got: dict[str, bytearray | str], path: Path) -> bytearray:
+    data = got[path.name]
+    assert not isinstance(data, str)
+    return data
+
+
+def _fetch_again(
+    split: str,
+    cache: Path,
+    mirrors: Sequence[str] | None,
+    quiet: bool,
+    files: Sequence[FileSpec] | None,
+    failed: dict[Path, str],
+    first: bool,
+) -> None:
+    """Fetch the split where files did not verify; a download under way elsewhere is waited for."""
+    from mnist_infer.download import fetch
+
+    damaged = [p for p, why in failed.items() if why != MISSING]
+    missing = [p for p, why in failed.items() if why == MISSING]
+    if missing and not quiet:
+        print(_fetch_note(split, cache, missing, first and not damaged), file=sys.stderr, flush=True)
+    try:
+        results = fetch(split, cache, mirrors, quiet=quiet, files=files)
+    except IntegrityError:
+        raise
+    except MnistInferError as e:
+        if not damaged:
+            raise
+        # No mirror reachable (offline, say): the usual case; the mirrors tried did not
+        # work, so the command names a mirror to give. Anything else (a cache that
+        # cannot be written, say) is said as it is.
+        if isinstance(e, NetworkError):
+            why = "no mirror could replace it"
+            todo = (
+                f"run `{_repair_command(split, cache, None)} --mirror DIR` with DIR a"
+                " folder holding the MNIST .gz files (or the URL of a mirror you can reach)"
+            )
+        else:
+            why = f"could not be fetched again ({e})"
+            todo = f"run `{_repair_command(split, cache, mirrors)}`"
+        raise IntegrityError(
+            f"cached MNIST file {damaged[0]} is damaged (its bytes are not the pinned"
+            f" SHA-256) and {why}; {todo}"
+        ) from None
+    again = [r.path for r in results if not r.cached and r.path in damaged]
+    if again and not quiet:
+        print(f"Note: fetched {_and(again)} again: damaged in the cache", file=sys.stderr)
+
+
+def _fetch_note(split: str, cache: Path, missing: list[Path], all_missing: bool) -> str:
     """What a download about to start says: the first use, or what is missing again."""
-    if len(missing) == files:
+    if all_missing:
         return f"Note: downloading the MNIST {split} split into {cache} (first use)"
     return f"Note: fetching {_and(missing)} again: missing from the cache"
+
+
+def _unsettled(
+    failed: dict[Path, str], split: str, cache: Path, mirrors: Sequence[str] | None
+) -> IntegrityError:
+    """The error for files that still did not verify after being fetched again."""
+    path, why = next(iter(failed.items()))
+    if why in (MISSING, DAMAGED, CHANGING):
+        what = {
+            MISSING: "disappeared",
+            DAMAGED: "was damaged",
+            CHANGING: "changed while it was read",
+        }[why]
+        return IntegrityError(
+            f"cached MNIST file {path} {what} again right after it verified:"
+            f" another process is replacing or rewriting it ({ATTEMPTS} reads); wait until it"
+            f" is done, or run `{_repair_command(split, cache, mirrors)}`"
+        )
+    return IntegrityError(
+        f"cached MNIST file {path}: {why}; run `{_repair_command(split, cache, mirrors)}`"
+    )
 
 
 def _and(paths: list[Path]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,6 +14,8 @@ from mnist_infer.errors import ImageError
 from mnist_infer.preprocess import median
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from numpy.typing import NDArray
     from PIL import Image
 
@@ -112,8 +114,65 @@ def _sniff(source: str | Path | IO[bytes]) -> tuple[str, str] | None:
     return next(((f, m) for sig, f, m in _SIGNATURES if head.startswith(sig)), None)
 
 
+# Pillow keeps a PNG's text chunks in `info` under any key, beside the image's properties:
+# text keyed `transparency`, `interlace`, `bbox`… would pose as them (a crash, or other
+# pixels). These are every key Pillow's PNG reader sets from other chunks. Orientation
+# comes from an eXIf chunk only: Pillow would also read it from text (ORIENTATION_TEXT).
+POSING_TEXT = (
+    "transparency",
+    "exif",
+    "interlace",
+    "bbox",
+    "default_image",
+    "disposal",
+    "blend",
+    "loop",
+    "duration",
+    "icc_profile",
+    "gamma",
+    "chromaticity",
+    "srgb",
+    "dpi",
+    "aspect",
+    "xmp",
+)
+ORIENTATION_TEXT = ("Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+
+
+class _TextPosing(Exception):
+    """A PNG has text chunks keyed like image properties: decode it without them."""
+
+
 def _decode(source: str | Path | IO[bytes], name: str) -> tuple[Image.Image, list[str]]:
+    """The upright first frame, its PNG text never taken for image properties."""
+    try:
+        return _decode_once(source, name)
+    except _TextPosing:
+        import io
+
+        data = png.without_text(_all_bytes(source), POSING_TEXT)
+        return _decode_once(io.BytesIO(data), name, again=True)
+
+
+def _posing(info: Mapping[Any, object]) -> bool:
+    """True if a property holds text (Pillow's own values for them are numbers or bytes)."""
+    return any(isinstance(info.get(k), str) for k in POSING_TEXT)
+
+
+def _all_bytes(source: str | Path | IO[bytes]) -> bytes:
+    """Every byte of the file or stream (Pillow reads a stream from its start too)."""
+    if isinstance(source, (str, Path)):
+        return Path(source).read_bytes()
+    source.seek(0)
+    return source.read()
+
+
+def _decode_once(
+    source: str | Path | IO[bytes], name: str, again: bool = False
+) -> tuple[Image.Image, list[str]]:
     with _open(source) as img:
+        if img.format == "PNG" and not again and _posing(img.info):  # text read so far
+            raise _TextPosing
         notes = []
         frames = getattr(img, "n_frames", 1)
         if frames > 1:
@@ -123,6 +182,12 @@ def _decode(source: str | Path | IO[bytes], name: str) -> tuple[Image.Image, lis
             s = WORK / max(img.size)
             img.draft("L", (-int(-img.size[0] * s), -int(-img.size[1] * s)))
         img.load()
+        if img.format == "PNG":
+            text = getattr(img, "text", {})  # all of it, now that the file is read
+            if not again and any(k in text for k in POSING_TEXT):
+                raise _TextPosing
+            for key in ORIENTATION_TEXT:
+                img.info.pop(key, None)
         # Only JPEG, TIFF, WebP and some PNGs carry an orientation tag.
         if img.format != "PNG" or "exif" in img.info:
             from PIL import ImageOps

@@ -6,16 +6,14 @@ import gzip
 import hashlib
 import os
 import re
-import socket
 import sys
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 from mnist_infer.catalog import FileSpec, resolve_cache_dir, select, verified
@@ -27,10 +25,7 @@ from mnist_infer.errors import (
     UsageError,
 )
 from mnist_infer.idx import GZIP_MAGIC
-
-if TYPE_CHECKING:
-    import requests
-    import urllib3
+from mnist_infer.transfer import Failed, Http
 
 DEFAULT_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -39,7 +34,6 @@ DEFAULT_MIRRORS = (
 MIRRORS_ENV = "MNIST_INFER_MIRRORS"
 HEAD_TIMEOUT = 30.0  # seconds for connecting, the status line and the headers together
 PART_SUFFIX = ".part"
-_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -56,24 +50,6 @@ class Result:
         """One line for the terminal."""
         state = "already cached, verified" if self.cached else "verified"
         return f"{self.name}  {self.size:,} bytes  {state}  ({self.source})"
-
-
-class _Failed(Exception):
-    """One mirror failed for one file; `delivered` means it sent a whole file that was wrong,
-    `unreadable` that a file in a mirror folder could not be read."""
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        transient: bool = False,
-        delivered: bool = False,
-        unreadable: bool = False,
-    ) -> None:
-        super().__init__(reason)
-        self.transient = transient
-        self.delivered = delivered
-        self.unreadable = unreadable
 
 
 def default_mirrors() -> list[str]:
@@ -201,23 +177,22 @@ class _Fetcher:
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.min_speed, self.head_timeout = min_speed, head_timeout
         self.failed: set[str] = set()
-        self._session: requests.Session | None = None
+        self.http = Http(timeout=timeout, head_timeout=head_timeout, min_speed=min_speed)
 
     def __enter__(self) -> _Fetcher:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._session is not None:
-            self._session.close()
+        self.http.close()
 
     def get(self, spec: FileSpec) -> str:
         """Install `spec` from the first mirror that delivers it; return the source used."""
-        failures: list[tuple[str, _Failed]] = []
+        failures: list[tuple[str, Failed]] = []
         # A mirror that failed for an earlier file goes last, so a dead one costs time once.
         for base in sorted(self.bases, key=lambda b: b in self.failed):
             try:
                 return self._from_mirror(base, spec)
-            except _Failed as e:
+            except Failed as e:
                 failures.append((base, e))
                 self.failed.add(base)
         raise _all_failed(spec, failures, self.names, self.cache)
@@ -230,16 +205,18 @@ class _Fetcher:
         while True:
             try:
                 with _part(self.cache, spec.gz_name) as tmp:
-                    self._download(url, spec, tmp)
+                    # A gzip of incompressible data is a little larger than the data itself.
+                    limit = max(spec.gz_size, spec.size + spec.size // 64 + 1024)
+                    self.http.download(url, spec.gz_name, limit, tmp, progress=self.progress)
                     _install(tmp, spec, self.cache)
                 return url
-            except _Failed as e:
+            except Failed as e:
                 if not e.transient or attempt == self.retries:
                     if attempt:
-                        raise _Failed(f"{e} (after {attempt + 1} attempts)") from None
+                        raise Failed(f"{e} (after {attempt + 1} attempts)") from None
                     raise
                 reason = str(e)
-            except OSError as e:  # network errors are _Failed by now: this is the disk
+            except OSError as e:  # network errors are Failed by now: this is the disk
                 raise _unwritable("write to", self.cache, e) from None
             delay = self.backoff * 2**attempt
             attempt += 1
@@ -250,205 +227,24 @@ class _Fetcher:
                 )
             time.sleep(delay)
 
-    def _download(self, url: str, spec: FileSpec, tmp: Path) -> None:
-        import requests
-        from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
-
-        if self._session is None:
-            self._session = _session()
-        # A gzip of incompressible data is a little larger than the data itself.
-        limit = max(spec.gz_size, spec.size + spec.size // 64 + 1024)
-        try:
-            _head.deadline = time.monotonic() + self.head_timeout
-            _head.reason = (
-                "no complete response head (status line and headers)"
-                f" within {self.head_timeout:g} s"
-            )
-            with self._session.get(url, stream=True, timeout=self.timeout) as r:
-                _head.deadline = None
-                if r.status_code != 200:
-                    transient = r.status_code >= 500 or r.status_code == 429
-                    raise _Failed(f"HTTP {r.status_code} {r.reason}", transient=transient)
-                if "html" in r.headers.get("Content-Type", "").lower():
-                    raise _Failed("served an HTML page (HTTP 200), not the file")
-                total = _length(r.headers.get("Content-Length"))
-                if total and total > limit:
-                    raise _Failed(f"too large: {total:,} bytes", delivered=True)
-                with open(tmp, "wb") as out, _bar(spec.gz_name, total, self.progress) as update:
-                    n = 0
-                    pace = _Pace(*self.min_speed)
-                    for chunk in _arriving(r.raw):
-                        pace.add(len(chunk))
-                        if n == 0 and chunk.lstrip()[:1] == b"<":
-                            raise _Failed("served an HTML page (HTTP 200), not the file")
-                        n += len(chunk)
-                        if n > limit:
-                            raise _Failed(f"too large: over {limit:,} bytes", delivered=True)
-                        out.write(chunk)
-                        update(len(chunk))
-        except requests.RequestException as e:
-            raise _Failed(self._describe(e), transient=_transient(e)) from None
-        except HTTPError as e:  # from the body, read through urllib3 directly
-            transient = isinstance(e, ProtocolError | ReadTimeoutError)
-            raise _Failed(self._describe(e), transient=transient) from None
-        finally:
-            _head.deadline = None
-
-    def _describe(self, e: Exception) -> str:
-        import requests
-
-        text = _innermost(e)
-        if isinstance(e, requests.Timeout) or "timed out" in text.lower():
-            return f"timed out (connect {self.timeout[0]:g} s, read {self.timeout[1]:g} s)"
-        return text
-
-
-# The deadline of the response head being read in this thread, and what to say when it passes.
-_head = threading.local()
-
-
-def _session() -> requests.Session:
-    """A requests session whose connections give up a response head at `_head.deadline`.
-
-    The read timeout only bounds the wait for each piece: a server that sends its status
-    line and headers a byte every few seconds would hold the download for ever. A timer
-    shuts the socket at the deadline, which ends the blocked read at once.
-    """
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.connection import HTTPConnection, HTTPSConnection
-    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-    from urllib3.poolmanager import ProxyManager
-
-    class Deadline:
-        sock: socket.socket | None
-
-        def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-            deadline, sock = getattr(_head, "deadline", None), self.sock
-            if deadline is None or sock is None:
-                return super().getresponse(*args, **kwargs)  # type: ignore[misc]
-            passed = threading.Event()
-
-            def expire() -> None:
-                passed.set()
-                with suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-            timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
-            timer.daemon = True
-            timer.start()
-            try:
-                response = super().getresponse(*args, **kwargs)  # type: ignore[misc]
-            except Exception:
-                if passed.is_set():
-                    raise _Failed(_head.reason) from None
-                raise
-            finally:
-                timer.cancel()
-            if passed.is_set():
-                raise _Failed(_head.reason)
-            return response
-
-    class HTTPConn(Deadline, HTTPConnection):
-        pass
-
-    class HTTPSConn(Deadline, HTTPSConnection):
-        pass
-
-    class HTTPPool(HTTPConnectionPool):
-        ConnectionCls = HTTPConn
-
-    class HTTPSPool(HTTPSConnectionPool):
-        ConnectionCls = HTTPSConn
-
-    class Adapter(HTTPAdapter):
-        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            super().init_poolmanager(*args, **kwargs)
-            self.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
-
-        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-            manager = super().proxy_manager_for(proxy, **kwargs)
-            if type(manager) is ProxyManager:  # an HTTP(S) proxy; SOCKS has pools of its own
-                manager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
-            return manager
-
-    session = requests.Session()
-    for prefix in ("http://", "https://"):
-        session.mount(prefix, Adapter())
-    return session
-
-
-def _arriving(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-    """The body as it arrives, transfer encoding undone: pieces of at most _CHUNK bytes."""
-    while chunk := raw.read1(_CHUNK, decode_content=True):
-        yield chunk
-
-
-class _Pace:
-    """Fails a download that receives under `rate` bytes/s throughout `window` seconds."""
-
-    def __init__(self, rate: float, window: float) -> None:
-        self.rate, self.window = rate, window
-        self.start, self.got = time.monotonic(), 0
-
-    def add(self, n: int) -> None:
-        self.got += n
-        secs = time.monotonic() - self.start
-        if secs < self.window:
-            return
-        if self.got < self.rate * secs:
-            raise _Failed(
-                f"too slow: {self.got:,} bytes in {secs:.1f} s, expected at least"
-                f" {self.rate:,.0f} bytes/s"
-            )
-        self.start, self.got = time.monotonic(), 0
-
-
-def _transient(e: Exception) -> bool:
-    import requests
-    from urllib3.exceptions import NameResolutionError
-
-    reason = getattr(e.args[0], "reason", None) if e.args else None
-    # An unknown host is not worth retrying: offline machines should fail fast.
-    if isinstance(reason, NameResolutionError):
-        return False
-    return isinstance(
-        e, requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError
-    )
-
-
-def _innermost(e: BaseException) -> str:
-    """A short reason from a requests/urllib3 exception chain."""
-    inner: object = e
-    while True:
-        nxt = getattr(inner, "reason", None)
-        if not isinstance(nxt, BaseException) and isinstance(inner, BaseException) and inner.args:
-            nxt = inner.args[0]
-        if not isinstance(nxt, BaseException):
-            break
-        inner = nxt
-    text = str(nxt) if isinstance(nxt, str) else str(inner)
-    text = re.sub(r"^\w+\(host=[^)]*\): ", "", text)
-    return re.sub(r"<[^>]* object at 0x[0-9a-f]+>: ", "", text)
-
 
 def _from_folder(folder: Path, spec: FileSpec, cache: Path) -> str:
     """Install `spec` from `folder/name.gz` or `folder/name`."""
     if not folder.is_dir():
         if folder.exists():
-            raise _Failed(f"{folder} is not a folder")
-        raise _Failed(f"no such folder {folder}")
+            raise Failed(f"{folder} is not a folder")
+        raise Failed(f"no such folder {folder}")
     found = [p for p in (folder / spec.gz_name, folder / spec.name) if p.is_file()]
     if not found:
-        raise _Failed(f"neither {spec.gz_name} nor {spec.name} is in {folder}")
+        raise Failed(f"neither {spec.gz_name} nor {spec.name} is in {folder}")
     failures = []
     for p in found:
         try:
             _install(p, spec, cache)
             return str(p)
-        except _Failed as e:
-            failures.append(e if e.unreadable else _Failed(f"{p.name}: {e}", delivered=True))
-    raise _Failed(
+        except Failed as e:
+            failures.append(e if e.unreadable else Failed(f"{p.name}: {e}", delivered=True))
+    raise Failed(
         "; ".join(map(str, failures)),
         delivered=all(e.delivered for e in failures),
         unreadable=all(e.unreadable for e in failures),
@@ -461,7 +257,7 @@ def _install(src: Path, spec: FileSpec, cache: Path) -> None:
         with open(src, "rb") as f:
             _install_from(f, spec, cache)
     except OSError as e:
-        raise _Failed(f"cannot read {src}: {e.strerror or e}", unreadable=True) from None
+        raise Failed(f"cannot read {src}: {e.strerror or e}", unreadable=True) from None
 
 
 def _install_from(f: BinaryIO, spec: FileSpec, cache: Path) -> None:
@@ -476,7 +272,7 @@ def _install_from(f: BinaryIO, spec: FileSpec, cache: Path) -> None:
                 while chunk := _read(stream):
                     n += len(chunk)
                     if n > spec.size:
-                        raise _Failed(
+                        raise Failed(
                             f"wrong size: over {spec.size:,} bytes after decompression",
                             delivered=True,
                         )
@@ -485,12 +281,12 @@ def _install_from(f: BinaryIO, spec: FileSpec, cache: Path) -> None:
                 out.flush()
                 os.fsync(out.fileno())
             if n != spec.size:
-                raise _Failed(
+                raise Failed(
                     f"wrong size: expected {spec.size:,} bytes after decompression, found {n:,}",
                     delivered=True,
                 )
             if (digest := h.hexdigest()) != spec.sha256:
-                raise _Failed(
+                raise Failed(
                     f"checksum mismatch: expected SHA-256 {spec.sha256}, found {digest}",
                     delivered=True,
                 )
@@ -503,13 +299,13 @@ def _read(stream: BinaryIO | gzip.GzipFile) -> bytes:
     try:
         return stream.read(1 << 20)
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise _Failed(f"undecodable gzip data ({e})", delivered=True) from None
+        raise Failed(f"undecodable gzip data ({e})", delivered=True) from None
     except OSError as e:  # the disk, not the data
-        raise _Failed(f"read error: {e.strerror or e}", unreadable=True) from None
+        raise Failed(f"read error: {e.strerror or e}", unreadable=True) from None
 
 
 def _all_failed(
-    spec: FileSpec, failures: list[tuple[str, _Failed]], names: list[str], cache: Path
+    spec: FileSpec, failures: list[tuple[str, Failed]], names: list[str], cache: Path
 ) -> MnistInferError:
     tried = "; ".join(f"{base} -> {e}" for base, e in failures)
     if all(e.unreadable for _, e in failures):
@@ -566,15 +362,6 @@ def _check_mirror(base: str) -> None:
             f"unsupported mirror {base!r}: file:// URLs name a folder on this machine, not a"
             " host; write file:///path/to/folder (three slashes) or just the folder"
         )
-
-
-def _length(header: str | None) -> int | None:
-    """Content-Length as a positive int, or None when missing or malformed."""
-    try:
-        n = int(header or 0)
-    except ValueError:  # e.g. "abc", or "100, 100" from a header sent twice
-        return None
-    return n if n > 0 else None
 
 
 def _remove_entry(path: Path) -> None:
@@ -650,24 +437,3 @@ def _locked(cache: Path, quiet: bool) -> Iterator[None]:
         yield
     finally:
         lock.release()
-
-
-@contextmanager
-def _bar(name: str, total: int | None, show: bool) -> Iterator[Callable[[int], object]]:
-    """A tqdm bar's update method, or a no-op when progress is not shown."""
-    if not show:
-        yield lambda n: None
-        return
-    from tqdm import tqdm
-
-    # leave=False: the summary line printed afterwards replaces the bar.
-    with tqdm(
-        total=total,
-        desc=name,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        file=sys.stderr,
-        leave=False,
-    ) as bar:
-        yield bar.update

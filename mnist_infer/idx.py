@@ -23,6 +23,40 @@ _CHUNK = 1 << 20
 def read_images(path: str | os.PathLike[str], *, flatten: bool = True) -> np.ndarray:
     """Read an IDX images file: uint8 (n, 784) C-contiguous, or (n, 28, 28) if not flatten."""
     data, dims = _read(Path(path), IMAGES_MAGIC)
+    return _images(path, data, dims, flatten)
+
+
+def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an IDX labels file: uint8 (n,) with values 0-9."""
+    data, _ = _read(Path(path), LABELS_MAGIC)
+    return _labels(path, data)
+
+
+def read_pair(
+    images: str | os.PathLike[str], labels: str | os.PathLike[str], *, flatten: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read matching images and labels files; their counts must agree."""
+    return _pair(read_images(images, flatten=flatten), read_labels(labels), images, labels)
+
+
+def parse_pair(
+    images: tuple[bytearray, str | os.PathLike[str]],
+    labels: tuple[bytearray, str | os.PathLike[str]],
+    *,
+    flatten: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """read_pair on files already read: (bytes, path) of each, not gzipped; arrays share the
+    bytes."""
+    (raw_x, path_x), (raw_t, path_t) = images, labels
+    data, dims = _parse(Path(path_x), raw_x, IMAGES_MAGIC)
+    x = _images(path_x, data, dims, flatten)
+    t = _labels(path_t, _parse(Path(path_t), raw_t, LABELS_MAGIC)[0])
+    return _pair(x, t, path_x, path_t)
+
+
+def _images(
+    path: str | os.PathLike[str], data: np.ndarray, dims: tuple[int, ...], flatten: bool
+) -> np.ndarray:
     if dims[1:] != (SIDE, SIDE):
         raise IdxFormatError(
             f"{path}: expected {SIDE}x{SIDE} images, found {dims[1]}x{dims[2]} in the header"
@@ -30,20 +64,15 @@ def read_images(path: str | os.PathLike[str], *, flatten: bool = True) -> np.nda
     return data.reshape((dims[0], SIDE * SIDE) if flatten else dims)
 
 
-def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an IDX labels file: uint8 (n,) with values 0-9."""
-    data, _ = _read(Path(path), LABELS_MAGIC)
+def _labels(path: str | os.PathLike[str], data: np.ndarray) -> np.ndarray:
     if data.size and (top := int(data.max())) > 9:
         raise IdxFormatError(f"{path}: labels must be digits 0-9, found the value {top}")
     return data
 
 
-def read_pair(
-    images: str | os.PathLike[str], labels: str | os.PathLike[str], *, flatten: bool = True
+def _pair(
+    x: np.ndarray, t: np.ndarray, images: str | os.PathLike[str], labels: str | os.PathLike[str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Read matching images and labels files; their counts must agree."""
-    x = read_images(images, flatten=flatten)
-    t = read_labels(labels)
     if len(x) != len(t):
         raise IdxFormatError(
             f"{images} holds {len(x):,} images but {labels} holds {len(t):,} labels;"
@@ -94,6 +123,15 @@ def _read_raw(path: Path, f: BinaryIO, magic: int) -> tuple[np.ndarray, tuple[in
     data = np.fromfile(f, dtype=np.uint8, count=want)
     _check_length(path, dims, want, data.size, "")  # the file may have shrunk meanwhile
     return data, dims
+
+
+def _parse(path: Path, raw: bytearray, magic: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """_read_raw on a file's bytes."""
+    ndim = _check_magic(path, bytes(raw[:4]), magic, "")
+    dims = _dims(path, bytes(raw[4 : 4 + 4 * ndim]), ndim, "")
+    want = _prod(dims)
+    _check_length(path, dims, want, len(raw) - 4 - 4 * ndim, "")
+    return np.frombuffer(raw, dtype=np.uint8, count=want, offset=4 + 4 * ndim), dims
 
 
 def _read_gzip(path: Path, raw: BinaryIO, magic: int) -> tuple[np.ndarray, tuple[int, ...]]:

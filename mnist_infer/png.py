@@ -2,9 +2,10 @@
 
 Pillow spends most of its time on a 28x28 file in its plugin machinery, not in decoding.
 This reads the plain case only: greyscale, 8 bits, not interlaced, at most MAX_SIDE pixels
-a side, chunks that do not change what the pixels mean, checksums right, and the pixel data
-exactly as long as the header says. For anything else `read` returns None and the caller
-hands the file to Pillow, so odd and broken files fail (or load) exactly as they always did.
+a side, chunks that do not change what the pixels mean and that Pillow accepts as they are,
+checksums right, and the pixel data exactly as long as the header says. For anything else
+`read` returns None and the caller hands the file to Pillow, so odd and broken files fail
+(or load) exactly as they always did: whatever this reads, Pillow reads the same.
 """
 
 from __future__ import annotations
@@ -16,17 +17,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from numpy.typing import NDArray
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_SIDE = 64  # px; bigger images go through Pillow (and the full preprocessing anyway)
 MAX_BYTES = 1 << 16  # a file this small can hold such an image with room for its text
 SLOW_PIXELS = 256  # average/Paeth-filtered pixels (decoded one by one) past which Pillow wins
-# Chunks that change neither the pixels nor how Pillow presents them (no transparency,
-# no orientation, no animation).
-HARMLESS = frozenset(
-    {b"tEXt", b"zTXt", b"iTXt", b"pHYs", b"tIME", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT"}
-)
+# Chunks that change neither the pixels nor how Pillow presents them (no transparency, no
+# orientation, no animation), with the least length Pillow accepts them with: it refuses a
+# file with a shorter one. Compressed text and ICC profiles are left to Pillow (it refuses
+# some of them: an unknown compression method, too much text once inflated).
+HARMLESS = {b"tEXt": 0, b"tIME": 0, b"sBIT": 0, b"sRGB": 1, b"gAMA": 4, b"pHYs": 9, b"cHRM": 32}
 _CHUNK = struct.Struct(">I4s")
 _SIZE = struct.Struct(">II")
 _GREY8 = b"\x08\x00\x00\x00\x00"  # bit depth 8, colour type 0, deflate, filter 0, no interlace
@@ -76,7 +79,7 @@ def _chunks(mv: memoryview) -> tuple[tuple[int, int], bytes] | None:
             idat.append(mv[pos + 8 : end])
         elif kind == b"IEND":
             return (size, b"".join(idat)) if size is not None and idat else None
-        elif kind not in HARMLESS:
+        elif HARMLESS.get(kind, length + 1) > length:  # unknown, or too short for Pillow
             return None
         pos, last = end + 4, kind
     return None  # no IEND: truncated
@@ -126,3 +129,25 @@ def _paeth(row: bytes, up: bytes) -> bytearray:
         out[x] = a
         c = b
     return out
+
+
+TEXT = (b"tEXt", b"zTXt", b"iTXt")
+
+
+def without_text(data: bytes, keys: Sequence[str]) -> bytes:
+    """A PNG file's bytes without its text chunks keyed by one of `keys` (Latin-1 keywords).
+
+    Every other byte stays as it was, damaged chunks and anything past IEND included.
+    """
+    drop = {k.encode("latin-1") for k in keys}
+    out, pos = [data[: len(SIGNATURE)]], len(SIGNATURE)
+    while pos + 12 <= len(data):
+        length, kind = _CHUNK.unpack_from(data, pos)
+        end = pos + 12 + length
+        if end > len(data):
+            break
+        if not (kind in TEXT and data[pos + 8 : end - 4].split(b"\0", 1)[0] in drop):
+            out.append(data[pos:end])
+        pos = end
+    out.append(data[pos:])
+    return b"".join(out)

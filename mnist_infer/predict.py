@@ -188,7 +188,21 @@ def _work(item: Item, invert: Invert, raw: bool) -> Decoded:
                 digit, notes = load_digit(path if f is None else f, path, invert, raw)
     except MnistInferError as err:
         return path, None, (), str(err)
+    except Exception as err:  # one file's trouble is that file's record, never the batch's end
+        return path, None, (), unexpected(path, err)
     return path, digit, tuple(notes), None
+
+
+def unexpected(path: str, err: Exception) -> str:
+    """The error record of a file that failed in a way nobody planned for."""
+    detail = " ".join(str(err).split())[:200]
+    if isinstance(err, MemoryError):
+        return f"{path}: not enough memory to read it{f' ({detail})' if detail else ''}"
+    what = f"{type(err).__name__}: {detail}" if detail else type(err).__name__
+    return (
+        f"{path}: internal error while reading it ({what});"
+        " this is a bug in mnist-infer, please report it with the file"
+    )
 
 
 _KINDS = {
@@ -278,20 +292,15 @@ def _loaded(items: Iterator[Item], invert: Invert, raw: bool, jobs: int) -> Iter
     import functools
     import itertools
 
-    head = list(itertools.islice(items, POOL_AFTER))
-    work = functools.partial(_work, invert=invert, raw=raw)
-    rest = itertools.chain(head, items)
-    if jobs < 2 or len(head) < POOL_AFTER or not _can_fork():
-        yield from map(work, rest)
-        return
-    import multiprocessing as mp
+    from mnist_infer import workers
 
-    # Forked workers inherit the imported modules, so they start in milliseconds. They
-    # ignore Ctrl-C: the main process handles it and stops them.
-    with mp.get_context("fork").Pool(jobs, initializer=_ignore_interrupts) as pool:
-        packed = functools.partial(_work_packed, invert=invert, raw=raw)
-        # Chunks of 128: fewer messages each way; POOL_AFTER files still make 4 chunks.
-        yield from pool.imap(packed, rest, chunksize=128)
+    head = list(itertools.islice(items, POOL_AFTER))
+    rest = itertools.chain(head, items)
+    if jobs < 2 or len(head) < POOL_AFTER or not workers.can_fork():
+        yield from map(functools.partial(_work, invert=invert, raw=raw), rest)
+        return
+    packed = functools.partial(_work_packed, invert=invert, raw=raw)
+    yield from workers.ordered(packed, rest, jobs, _lost)
 
 
 def _work_packed(
@@ -302,16 +311,14 @@ def _work_packed(
     return path, None if digit is None else digit.tobytes(), notes, error
 
 
-def _ignore_interrupts() -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _can_fork() -> bool:
-    import multiprocessing as mp
-
-    return "fork" in mp.get_all_start_methods()
+def _lost(item: Item) -> Loaded:
+    """The record of an input whose worker process died while reading it."""
+    path = item.path if isinstance(item, Failure) else item[0] if isinstance(item, tuple) else item
+    why = (
+        f"{path}: the process reading it ended abruptly (killed, out of memory, or a crash"
+        " in a decoder); if that happens again, please report it with the file"
+    )
+    return path, None, (), why
 
 
 def default_jobs() -> int:

@@ -7,6 +7,7 @@ dtypes, a bounded number of operations and a memory budget tied to the file's si
 from __future__ import annotations
 
 import pickle
+import re
 import reprlib
 import struct
 from collections.abc import Callable
@@ -371,10 +372,29 @@ def _flat(key: object) -> object:
     return key
 
 
+class _Repr(reprlib.Repr):
+    """reprlib's short reprs, without memory addresses: one file, one message, every time."""
+
+    def repr_instance(self, x: object, level: int) -> str:
+        if isinstance(x, _Dtype):
+            return f"dtype({x.desc!r})"
+        try:
+            s = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(x))
+        except Exception:
+            return f"<{_kind(x)}>"
+        if len(s) > self.maxother:
+            i = max(0, (self.maxother - 3) // 2)
+            s = s[:i] + "..." + s[len(s) - max(0, self.maxother - 3 - i) :]
+        return s
+
+
+_REPR = _Repr()
+
+
 def _show(obj: object) -> str:
     """A short repr of anything a pickle made, even an int too long to print."""
     try:
-        return reprlib.repr(obj)
+        return _REPR.repr(obj)
     except ValueError:  # int too long to convert to text, perhaps inside a container
         return f"<{_kind(obj)} too long to show>"
 
@@ -441,12 +461,39 @@ def _plain(obj: object) -> object:
     return obj
 
 
+class _Exact:
+    """A pickle's bytes as the unpickler reads them: never past the `size` the file holds.
+
+    A length reaching past the end means a truncated or corrupt pickle, whatever holds the
+    bytes: a file object would first allocate what the length asks for (a 154-byte file can
+    ask for exabytes), a BytesIO would hand out what is left (a FRAME longer than the file
+    would then pass). With this, a pickle gets the same verdict from a file as from memory.
+    """
+
+    __slots__ = ("f", "left")
+
+    def __init__(self, f: IO[bytes], size: int) -> None:
+        self.f, self.left = f, size
+
+    def read(self, n: int) -> bytes:
+        if not 0 <= n <= self.left:
+            raise EOFError(f"{n:,} bytes asked for, {self.left:,} left in the file")
+        data = self.f.read(n)
+        self.left -= len(data)
+        return data
+
+    def readline(self) -> bytes:
+        line = self.f.readline(self.left)
+        self.left -= len(line)
+        return line
+
+
 def unpickle(f: IO[bytes], size: int) -> object:
     """The object in a pickle of `size` bytes read from f, with plain numpy arrays.
 
     Raises Refused for what a weights pickle may not do; other exceptions mean a bad file.
     """
-    obj = _SafeUnpickler(f, size).load()
+    obj = _SafeUnpickler(_Exact(f, size), size).load()  # type: ignore[arg-type]
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
     return _plain(obj)

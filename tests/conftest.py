@@ -7,6 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# The suite's property tests are the same examples on every run (no flaky failures, no
+# example database); `pytest --hypothesis-profile fuzz tests/test_x.py` searches far longer.
+settings.register_profile("suite", max_examples=200, deadline=None, derandomize=True)
+settings.register_profile("fuzz", max_examples=50_000, deadline=None)
+settings.load_profile("suite")
 
 
 @pytest.fixture(autouse=True)

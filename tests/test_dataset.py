@@ -62,7 +62,7 @@ def test_load_arrays_from_local_folder(mini_mnist: MiniMnist, cache_dir: Path) -
     x, t = load_arrays("test", cache_dir, mirrors=[str(mini_mnist.folder)], files=mini_mnist.files)
     assert x.shape == (50, 784)
     np.testing.assert_array_equal(t, mini_mnist.arrays[LABELS])
-    assert {p.name for p in cache_dir.iterdir()} == {IMAGES, LABELS, ".lock"}
+    assert {p.name for p in cache_dir.iterdir()} - {STAMPS} == {IMAGES, LABELS, ".lock"}
 
 
 DAMAGED = (
@@ -156,24 +156,18 @@ def test_damaged_cache_entry_is_fetched_again(
 def test_verified_files_are_not_hashed_again(
     filled: MiniMnist, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hashlib
-
     _settle()
     load_arrays("test", cache_dir, mirrors=["/nowhere"])
     assert (cache_dir / STAMPS).read_text().count("\n") == 2
-    hashed = []
-    real = hashlib.file_digest
-    monkeypatch.setattr(
-        hashlib,
-        "file_digest",
-        lambda f, d: hashed.append(os.fstat(f.fileno()).st_ino) or real(f, d),
-    )
+    hashed: list[int] = []
+    real = catalog.sha256
+    monkeypatch.setattr(catalog, "sha256", lambda data: hashed.append(len(data)) or real(data))
     load_arrays("test", cache_dir, mirrors=["/nowhere"])
     assert hashed == []
     os.utime(cache_dir / LABELS)  # now: not settled, hashed every time until it is
     load_arrays("test", cache_dir, mirrors=["/nowhere"])
     load_arrays("test", cache_dir, mirrors=["/nowhere"])
-    assert hashed == [(cache_dir / LABELS).stat().st_ino] * 2
+    assert hashed == [len(filled.raw[LABELS])] * 2
 
 
 def test_read_only_cache_is_hashed_without_a_record(
@@ -341,3 +335,76 @@ def test_cli_first_use_and_repair_downloads_say_which(
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     assert res.stderr == f"Note: {note.format(cache=cache_dir)}\n"
+
+
+REWRITER = """
+import os, sys, time
+path, stop = sys.argv[1], sys.argv[2]
+right = open(path, "rb").read()
+wrong = right[:8] + bytes((b + 1) % 10 for b in right[8:])  # every label off by one
+end = time.monotonic() + 60
+while time.monotonic() < end and not os.path.exists(stop):
+    for data in (wrong, right):
+        try:
+            with open(path, "r+b") as f:  # in place: same file, same size
+                f.write(data)
+        except FileNotFoundError:  # between a download's removal and its rename
+            pass
+        time.sleep(0.0005)
+"""
+
+FORCED_DOWNLOADS = """
+import os, sys, time
+from mnist_infer import catalog
+from mnist_infer.catalog import FileSpec
+catalog.FILES = {files!r}
+from mnist_infer.download import fetch
+from mnist_infer.errors import MnistInferError
+end = time.monotonic() + 60
+while time.monotonic() < end and not os.path.exists(sys.argv[1]):
+    try:
+        fetch("test", {cache!r}, [{mirror!r}], force=True, quiet=True)
+    except MnistInferError:  # the rewriter's bytes in a mirror's place: tried again
+        pass
+"""
+
+
+@pytest.mark.parametrize(
+    "others",
+    [("rewriter",), ("download --force",), ("rewriter", "download --force")],
+    ids=lambda o: " + ".join(o),
+)
+def test_evaluate_never_reports_from_bytes_it_did_not_hash(
+    others: tuple[str, ...], filled: MiniMnist, cache_dir: Path, weights: Path, tmp_path: Path
+) -> None:
+    """Real processes rewrite the labels in place and replace the files, 20 evaluations run
+    meanwhile: each prints the right accuracy, or says that another process is changing the
+    cache; none prints an accuracy from bytes that are not the pinned ones."""
+    args = ["evaluate", "-q", "--weights", str(weights), "--mirror", str(filled.folder)]
+    right = CliRunner().invoke(cli, args)
+    assert right.exit_code == 0
+    stop = tmp_path / "stop"
+    scripts = {
+        "rewriter": [REWRITER, str(cache_dir / LABELS)],
+        "download --force": [
+            FORCED_DOWNLOADS.format(
+                files=filled.files, cache=str(cache_dir), mirror=str(filled.folder)
+            )
+        ],
+    }
+    procs = [subprocess.Popen([sys.executable, "-c", *scripts[name], str(stop)]) for name in others]
+    try:
+        time.sleep(0.5)  # under way
+        runs = [CliRunner().invoke(cli, args) for _ in range(20)]
+    finally:
+        stop.touch()
+        for p in procs:
+            p.wait(timeout=30)
+    for res in runs:
+        if res.exit_code == 0:
+            assert res.stdout == right.stdout
+        else:
+            assert "rewriter" in others, res.stderr  # files only replaced: always read whole
+            assert res.exit_code == 4, res.stderr
+            assert "another process is replacing or rewriting it" in res.stderr
+    assert sum(res.exit_code == 0 for res in runs) >= 5  # most runs get through

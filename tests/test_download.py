@@ -31,8 +31,9 @@ from mnist_infer import catalog
 from mnist_infer.catalog import FILES
 from mnist_infer.cli import cli
 from mnist_infer.dataset import load_arrays
-from mnist_infer.download import DEFAULT_MIRRORS, _Failed, _read, default_mirrors, fetch
+from mnist_infer.download import DEFAULT_MIRRORS, _read, default_mirrors, fetch
 from mnist_infer.errors import IntegrityError, NetworkError, UsageError
+from mnist_infer.transfer import Failed
 
 LABELS = "t10k-labels-idx1-ubyte"
 IMAGES = "t10k-images-idx3-ubyte"
@@ -308,7 +309,7 @@ class _FailingDisk(io.RawIOBase):
 @pytest.mark.parametrize("gzipped", [False, True])
 def test_a_read_error_is_not_called_bad_data(gzipped: bool) -> None:
     stream: Any = gzip.GzipFile(fileobj=_FailingDisk()) if gzipped else _FailingDisk()
-    with pytest.raises(_Failed, match=r"^read error: Input/output error$") as e:
+    with pytest.raises(Failed, match=r"^read error: Input/output error$") as e:
         _read(stream)
     assert not e.value.delivered  # a fault of this mirror, not a wrong file
 

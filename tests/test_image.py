@@ -285,6 +285,96 @@ def test_exif_orientation_is_honoured() -> None:
     assert np.abs(untagged.astype(int) - upright).mean() > 20
 
 
+def _turned_exif() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    return exif.tobytes()
+
+
+# Text chunks keyed like the properties Pillow keeps beside them in `info`, each holding a
+# value that would change the picture if it were taken for the property.
+POSING = {
+    "transparency": "\x00",
+    "exif": _turned_exif(),
+    "Raw profile type exif": f"\nexif\n{len(_turned_exif()) - 6:8}\n{_turned_exif()[6:].hex()}\n",
+    "XML:com.adobe.xmp": '<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>',
+}
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _text(chunk: str, key: str) -> bytes:
+    """One text chunk holding POSING[key]."""
+    import zlib
+
+    value = POSING[key]
+    raw = value if isinstance(value, bytes) else value.encode("latin-1")
+    body = {
+        "tEXt": raw,
+        "zTXt": b"\0" + zlib.compress(raw),
+        "iTXt": b"\0\0en\0\0" + raw.decode("latin-1").encode("utf-8"),
+    }[chunk]
+    return _chunk(chunk.encode(), key.encode("latin-1") + b"\0" + body)
+
+
+def _with_chunks(img: Image.Image, first: bytes = b"", last: bytes = b"") -> io.BytesIO:
+    """img as a PNG file with whole chunks right after the header and right before the end."""
+    data = _png(img).getvalue()
+    head = data.index(b"IHDR") + 4 + 13 + 4  # after IHDR's body and checksum
+    if img.mode == "P":
+        head = data.index(b"PLTE") + 4 + len(img.palette.tobytes()) + 4
+    return io.BytesIO(data[:head] + first + data[head:-12] + last + data[-12:])
+
+
+@pytest.mark.parametrize("where", ["before", "after"])  # the image data
+@pytest.mark.parametrize("chunk", ["tEXt", "zTXt", "iTXt"])
+@pytest.mark.parametrize("key", POSING)
+@pytest.mark.parametrize(
+    ("mode", "side"),
+    [("L", 28), ("L", 200), ("RGB", 28), ("P", 28), ("LA", 28), ("RGBA", 200), ("I;16", 28)],
+)
+def test_png_text_never_poses_as_an_image_property(
+    where: str, chunk: str, key: str, mode: str, side: int
+) -> None:
+    """Transparency only from tRNS or alpha, orientation only from an eXIf chunk."""
+    stored = Image.fromarray(255 - SEVEN).resize((side, side), Image.Resampling.BICUBIC)
+    stored = stored.transpose(Image.Transpose.ROTATE_90)  # what a turn by 6 would set upright
+    img = (
+        stored.convert(mode)
+        if mode != "I;16"
+        else Image.fromarray(np.asarray(stored).astype(np.uint16) * 257)
+    )
+    text = _text(chunk, key)
+    for raw in (False, True) if side == 28 else (False,):
+        expected, _ = image.load_digit(_png(img), "plain.png", raw=raw)
+        posing = _with_chunks(img, **{"first" if where == "before" else "last": text})
+        got, notes = image.load_digit(posing, "text.png", raw=raw)
+        assert np.array_equal(got, expected)
+        assert notes == []
+
+
+@pytest.mark.parametrize("chunk", ["tEXt", "zTXt", "iTXt"])
+@pytest.mark.parametrize("key", ["transparency", "exif"])
+def test_png_text_after_a_real_chunk_of_its_key_leaves_the_real_one(chunk: str, key: str) -> None:
+    """Pillow would take the later text for the property: the real tRNS or eXIf still counts."""
+    grey = np.asarray(Image.fromarray(SEVEN).resize((60, 60)).transpose(Image.Transpose.ROTATE_90))
+    rgb = Image.fromarray(np.stack([grey, grey, 255 - grey], axis=2))  # blue paper, white ink
+    real = {
+        "transparency": _chunk(b"tRNS", b"\x00\x00\x00\x00\x00\xff"),  # the blue paper
+        "exif": _chunk(b"eXIf", _turned_exif()[6:]),
+    }[key]
+    plain, _ = image.load_digit(_png(rgb), "plain.png")
+    expected, _ = image.load_digit(_with_chunks(rgb, real), "real.png")
+    assert not np.array_equal(expected, plain)  # the real chunk changes the digit
+    got, _ = image.load_digit(_with_chunks(rgb, real, _text(chunk, key)), "both.png")
+    assert np.array_equal(got, expected)
+
+
 def test_big_photo_is_reduced_and_specks_ignored() -> None:
     r = np.random.default_rng(1)
     page = np.full((2400, 3200), 230, np.uint8)

@@ -6,13 +6,19 @@ import io
 import struct
 import zlib
 from collections.abc import Sequence
+from random import Random
+from unittest import mock
 
 import numpy as np
+import pngfuzz
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
-from mnist_infer import png
-from mnist_infer.decode import small_png
+from mnist_infer import image, png
+from mnist_infer.decode import grey8, open_image, small_png
+from mnist_infer.errors import MnistInferError
 from mnist_infer.image import load_digit
 
 
@@ -244,3 +250,75 @@ def test_a_deflate_bomb_is_not_inflated() -> None:
     small = head + _chunk(b"IDAT", zlib.compress(bytes(29 * 28 + 10**6), 9)) + _chunk(b"IEND", b"")
     assert len(small) <= png.MAX_BYTES
     assert png.read(small) is None
+
+
+def _outcome(data: bytes, raw: bool, fast: bool) -> tuple[object, ...]:
+    """What load_digit makes of a file: the digit and notes, or the error's message."""
+    with mock.patch.object(image, "small_png", small_png if fast else lambda source: None):
+        try:
+            digit, notes = load_digit(io.BytesIO(data), "x.png", "auto", raw)
+        except MnistInferError as err:
+            return type(err).__name__, str(err)
+    return digit.tobytes(), notes
+
+
+@given(st.randoms(use_true_random=True))
+def test_the_fast_path_and_pillow_agree_on_every_file(r: Random) -> None:
+    """Same pixels, same verdict, same error: as if the fast path were not there."""
+    data = pngfuzz.random_png(r)
+    fast = png.read(data)
+    if fast is not None:
+        img, notes = open_image(io.BytesIO(data), "x.png")
+        assert grey8(img)
+        assert notes == []
+        np.testing.assert_array_equal(np.asarray(img), fast)
+    for raw in (False, True):
+        assert _outcome(data, raw, fast=True) == _outcome(data, raw, fast=False)
+
+
+def test_the_fuzzed_files_are_read_by_both_paths() -> None:
+    """The generator makes files the fast path reads, and files only Pillow reads or refuses."""
+    files = [pngfuzz.random_png(Random(seed)) for seed in range(300)]
+    read = sum(png.read(data) is not None for data in files)
+    refused = sum(_outcome(data, False, fast=False)[0] == "ImageError" for data in files)
+    assert 0.1 * len(files) < read < 0.5 * len(files)
+    assert refused > 0.1 * len(files)
+
+
+REFUSED_BY_PILLOW = {
+    "short pHYs": (b"pHYs", bytes(8)),
+    "short gAMA": (b"gAMA", bytes(3)),
+    "short cHRM": (b"cHRM", bytes(31)),
+    "empty sRGB": (b"sRGB", b""),
+    "zTXt method 1": (b"zTXt", b"k\0\x01" + zlib.compress(b"v")),
+    "zTXt past 1 MiB": (b"zTXt", b"k\0\0" + zlib.compress(bytes(2**20 + 1), 9)),
+    "iTXt past 1 MiB": (b"iTXt", b"k\0\x01\x00en\0k\0" + zlib.compress(bytes(2**20 + 1), 9)),
+    "empty iCCP": (b"iCCP", b""),
+    "iCCP method 5": (b"iCCP", b"icc\0\x05" + zlib.compress(b"profile")),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED_BY_PILLOW)
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_chunks_pillow_refuses_are_left_to_it(case: str, where: str) -> None:
+    extra = [_chunk(*REFUSED_BY_PILLOW[case])]
+    data = encode(digits(), [0] * 28, **{where: extra})  # type: ignore[arg-type]
+    assert png.read(data) is None
+    with pytest.raises((OSError, SyntaxError, ValueError, IndexError)):
+        pillow(data)
+
+
+def test_pillow_keeps_no_property_decode_py_does_not_know() -> None:
+    """Every key Pillow's PNG reader keeps a property under is one text may not pose as."""
+    import inspect
+    import re
+
+    from PIL import PngImagePlugin
+
+    from mnist_infer.decode import ORIENTATION_TEXT, POSING_TEXT
+
+    source = inspect.getsource(PngImagePlugin)
+    keys = set(re.findall(r'im_info\["(\w+)"\]', source))
+    read = set(re.findall(r'self\.info(?:\.get\(|\[)"([^"]+)"', source))
+    assert len(keys) > 10
+    assert keys | read <= set(POSING_TEXT) | set(ORIENTATION_TEXT)

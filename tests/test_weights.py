@@ -14,15 +14,19 @@ import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from random import Random
 
 import numpy as np
+import picklefuzz
 import pytest
 from click.testing import CliRunner, Result
 from crafted import RECONSTRUCT, SCALAR, Call
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from mnist_infer.cli import cli
-from mnist_infer.errors import UnsafePickleError, UsageError, WeightsError
+from mnist_infer.errors import MnistInferError, UnsafePickleError, UsageError, WeightsError
 from mnist_infer.network import Network
 from mnist_infer.novelty import DEFAULT_RULE
 from mnist_infer.shipped import DEFAULT_NAME, SHIPPED, default_weights_path, weights_path
@@ -877,3 +881,66 @@ def test_a_file_larger_than_its_size_says_is_read_no_further_than_the_limit(
         str(e.value)
         == f"cannot load weights {p}: the file is over 16 bytes, expected at most 16 (0 MiB)"
     )
+
+
+def _verdict(path: Path, data: bytes, streamed: bool) -> tuple[object, ...]:
+    """What loading makes of a file: its arrays, or the error's kind and message."""
+    from mnist_infer.weights import _load
+
+    path.write_bytes(data)
+    try:
+        params = _load(path, digest=not streamed)[0]  # no digest: straight from the file
+    except MnistInferError as err:
+        return type(err).__name__, str(err)
+    return tuple((k, v.dtype.str, v.shape, v.tobytes()) for k, v in sorted(params.items()))
+
+
+@given(st.randoms(use_true_random=True))
+def test_streamed_and_in_memory_unpickling_give_the_same_verdict(r: Random) -> None:
+    """predict, evaluate and serve unpickle from the file, info from memory: one verdict."""
+    import tempfile
+
+    data = picklefuzz.random_pickle(r)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "w.pkl"
+        assert _verdict(path, data, streamed=True) == _verdict(path, data, streamed=False)
+
+
+def test_the_pickle_corpus_holds_good_and_bad_files(tmp_path: Path) -> None:
+    """Real pickles load; damaged ones meet each kind of verdict (loaded, refused, corrupt)."""
+    path = tmp_path / "w.pkl"
+    for data in picklefuzz.originals():
+        assert _verdict(path, data, streamed=True)[0][0] == "W1"  # loaded: W1 first
+    kinds = {
+        str(_verdict(path, picklefuzz.random_pickle(Random(seed)), streamed=False)[0])
+        for seed in range(300)
+    }
+    assert {"WeightsError", "UnsafePickleError"} <= kinds
+    assert len(kinds) > 2  # some damaged files still load
+
+
+def test_a_frame_longer_than_the_file_is_corrupt_either_way(tmp_path: Path) -> None:
+    """154 bytes asking for a 2**62-byte FRAME: not 'not enough memory' from the file."""
+    import struct
+
+    params = make_params((784, 1, 10))
+    data = bytearray(pickle.dumps({"W1": params["W1"][:0]}, protocol=4))
+    struct.pack_into("<Q", data, 3, 2**62)
+    p = tmp_path / "frame.pkl"
+    for streamed in (True, False):
+        assert _verdict(p, bytes(data), streamed) == (
+            "WeightsError",
+            f"cannot load weights {p}: truncated or corrupt pickle",
+        )
+
+
+def test_refusals_show_what_the_pickle_made_without_memory_addresses(tmp_path: Path) -> None:
+    """Such a message differed from load to load (the dtype's repr held its address)."""
+    data = _array_pickle((148, (2, 10), np.dtype("f4"), False, bytes(80)))
+    p = tmp_path / "w.pkl"
+    expected = (
+        "UnsafePickleError",
+        f"refusing to load {p}: an array's state must be (1, shape, dtype, is_fortran, data),"
+        " found (148, (2, 10), dtype('f4'), False, b'\\x00\\x00\\x0...0\\x00\\x00\\x00')",
+    )
+    assert _verdict(p, data, streamed=True) == _verdict(p, data, streamed=False) == expected
