@@ -51,7 +51,15 @@ def load_arrays(
             break
         if attempt == ATTEMPTS - 1:
             raise _unsettled(failed, split, cache, mirrors)
-        _fetch_again(split, cache, mirrors, quiet, files, failed, first=attempt == 0)
+        _fetch_again(
+            split,
+            cache,
+            mirrors,
+            quiet,
+            files,
+            failed,
+            first=attempt == 0 and len(failed) == len(specs),
+        )
     try:
         return parse_pair((_bytes(got, images), images), (_bytes(got, labels), labels))
     except IdxFormatError as e:
@@ -81,7 +89,9 @@ def _fetch_again(
     damaged = [p for p, why in failed.items() if why != MISSING]
     missing = [p for p, why in failed.items() if why == MISSING]
     if missing and not quiet:
-        print(_fetch_note(split, cache, missing, first and not damaged), file=sys.stderr, flush=True)
+        print(
+            _fetch_note(split, cache, missing, first and not damaged), file=sys.stderr, flush=True
+        )
     try:
         results = fetch(split, cache, mirrors, quiet=quiet, files=files)
     except IntegrityError:
