@@ -1,0 +1,441 @@
+"""Generated images that are not digits, in MNIST's form, for outlier exposure.
+
+Every kind is a small function making one 28x28 picture from a random generator (the
+digit-based kinds also take MNIST digits to cut up or pair); `frame` puts a drawing in
+MNIST's form (white ink on black, the ink's longer side 20 px, centred by its centre of mass
+in 28x28), and `generate` mixes the kinds.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from mnist_infer.image import _frame
+from mnist_infer.letters import LETTERS, Point
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    F = NDArray[np.float32]
+
+CANVAS = 64  # drawings are made this large, then reduced (which antialiases them)
+SIDE = 28
+FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+FONT_SIZE = 44
+# Characters drawn from fonts: letters and symbols that do not look like a digit.
+GLYPHS = "ACEFHKLMNRTUVWXYcefkmnrtuvwxy#%&*+=<>?@~^"
+GLYPHS_WIDE = GLYPHS + "ΔΣΦΨΩλπμξ€"  # for fonts that have them (DejaVu)
+
+Rng = np.random.Generator
+Strokes = Sequence[Any]  # polylines: sequences of (x, y) points or (k, 2) arrays
+
+
+def frame(ink: NDArray[Any]) -> F:
+    """A drawing (ink >= 0, any size) in MNIST's form: 28x28 float32 in [0, 1]."""
+    a = np.asarray(ink, np.float32)
+    top = float(a.max()) if a.size else 0.0
+    if top <= 0:
+        return np.zeros((SIDE, SIDE), np.float32)
+    a = a * np.float32(1 / top)
+    on = a > 0.1
+    rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
+    crop = a[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return _frame(np.ascontiguousarray(crop)).astype(np.float32) * np.float32(1 / 255)
+
+
+# --- drawing ------------------------------------------------------------------------------
+
+
+def draw(strokes: Strokes, width: float, size: int = CANVAS) -> F:
+    """Polylines in canvas pixels drawn with a round pen `width` pixels wide (ink in [0, 1])."""
+    img = Image.new("L", (size, size))
+    d = ImageDraw.Draw(img)
+    w = max(1, round(width))
+    r = w / 2
+    for s in strokes:
+        pts = [(float(x), float(y)) for x, y in s]
+        if len(pts) > 1:
+            d.line(pts, fill=255, width=w, joint="curve")
+        for x, y in (pts[0], pts[-1]):  # round ends
+            d.ellipse((x - r, y - r, x + r, y + r), fill=255)
+    return np.asarray(img, np.float32) * np.float32(1 / 255)
+
+
+def fit(strokes: Strokes, pad: float, size: int = CANVAS) -> list[F]:
+    """The strokes moved and scaled (keeping their shape) to fill the canvas inside pad."""
+    arrays = [np.asarray(s, np.float32).reshape(-1, 2) for s in strokes]
+    allp = np.concatenate(arrays)
+    lo, hi = allp.min(axis=0), allp.max(axis=0)
+    span = float(max(hi - lo)) or 1.0
+    k = (size - 2 * pad) / span
+    mid = (lo + hi) / 2
+    return [(a - mid) * k + size / 2 for a in arrays]
+
+
+def distort(
+    strokes: Strokes,
+    rng: Rng,
+    *,
+    jitter: float = 0.03,
+    rotate: float = 12.0,
+    shear: float = 0.3,
+    aspect: tuple[float, float] = (0.7, 1.1),
+) -> list[F]:
+    """Strokes (unit box) jittered point by point, narrowed or widened, slanted and rotated."""
+    th = math.radians(rng.uniform(-rotate, rotate))
+    sh = rng.uniform(-shear, shear)
+    ax = rng.uniform(*aspect)
+    c, s = math.cos(th), math.sin(th)
+    m = np.array([[c, -s], [s, c]], np.float32) @ np.array([[ax, -sh], [0, 1]], np.float32)
+    out: list[F] = []
+    for st in strokes:
+        p = np.asarray(st, np.float32).reshape(-1, 2)
+        p = p + rng.normal(0, jitter, p.shape).astype(np.float32)
+        out.append(((p - np.float32(0.5)) @ m.T).astype(np.float32))
+    return out
+
+
+def pen(rng: Rng, lo: float = 0.08, hi: float = 0.2) -> float:
+    """A pen width as a share of the drawing's longer side (MNIST's strokes are about 0.12)."""
+    return float(rng.uniform(lo, hi))
+
+
+def sketch(strokes: Strokes, rng: Rng, lo: float = 0.08, hi: float = 0.2) -> F:
+    """Strokes fitted to the canvas and drawn with a random pen."""
+    share = pen(rng, lo, hi)
+    inner = CANVAS / (1 + 2 * share)  # the pen must stay on the canvas
+    w = share * inner
+    return draw(fit(strokes, (CANVAS - inner) / 2 + 1), w)
+
+
+# --- kinds drawn from nothing ----------------------------------------------------------------
+
+
+def framed(kind: Callable[[Rng], NDArray[Any]]) -> Callable[[Rng], F]:
+    """The kind with its drawing put in MNIST's form."""
+
+    @functools.wraps(kind)
+    def wrapper(rng: Rng) -> F:
+        return frame(kind(rng))
+
+    return wrapper
+
+
+@framed
+def letter(rng: Rng) -> F:
+    """A handwriting-like letter from its stroke skeleton (see letters.py), jittered."""
+    name = sorted(LETTERS)[int(rng.integers(len(LETTERS)))]
+    return sketch(distort(LETTERS[name], rng), rng)
+
+
+@functools.cache
+def fonts() -> tuple[tuple[Any, str], ...]:
+    """(font, characters it can draw) for the DejaVu fonts present and Pillow's own font."""
+    found: list[tuple[Any, str]] = []
+    if FONT_DIR.is_dir():
+        for p in sorted(FONT_DIR.glob("DejaVu*.ttf")):
+            try:
+                found.append((ImageFont.truetype(str(p), FONT_SIZE), GLYPHS_WIDE))
+            except OSError:
+                continue
+    try:
+        found.append((ImageFont.load_default(FONT_SIZE), GLYPHS))
+    except (OSError, ImportError):  # no FreeType: Pillow's small bitmap font
+        found.append((ImageFont.load_default(), GLYPHS))
+    return tuple(found)
+
+
+@framed
+def glyph(rng: Rng) -> F:
+    """A letter or symbol from a font on this machine, thickened, slanted and rotated."""
+    font, chars = fonts()[int(rng.integers(len(fonts())))]
+    ch = chars[int(rng.integers(len(chars)))]
+    size = 2 * FONT_SIZE
+    img = Image.new("L", (size, size))
+    bold = int(rng.integers(0, 4)) if isinstance(font, ImageFont.FreeTypeFont) else 0
+    ImageDraw.Draw(img).text(
+        (size / 2, size / 2), ch, fill=255, font=font, anchor="mm", stroke_width=bold
+    )
+    th = math.radians(rng.uniform(-12, 12))
+    sh = rng.uniform(-0.3, 0.3)
+    c, s = math.cos(th), math.sin(th)
+    a, b, d, e = c, s + sh, -s, c
+    mid = size / 2
+    coeffs = (a, b, mid - a * mid - b * mid, d, e, mid - d * mid - e * mid)
+    img = img.transform((size, size), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR)
+    return np.asarray(img, np.float32) * np.float32(1 / 255)
+
+
+def _walk(rng: Rng, steps: int, turn: float) -> F:
+    """A random walk whose direction turns smoothly (a pen moved about)."""
+    ang = np.cumsum(rng.normal(0, turn, steps)) + rng.uniform(0, 2 * np.pi)
+    return np.cumsum(np.stack([np.cos(ang), np.sin(ang)], axis=1), axis=0).astype(np.float32)
+
+
+@framed
+def scribble(rng: Rng) -> F:
+    """A scribble: a pen wandering in loops, once or twice."""
+    strokes = [_walk(rng, int(rng.integers(20, 70)), rng.uniform(0.3, 0.9))]
+    if rng.random() < 0.3:
+        strokes.append(_walk(rng, int(rng.integers(10, 40)), rng.uniform(0.3, 0.9)))
+    return sketch(strokes, rng, 0.04, 0.12)
+
+
+@framed
+def cross(rng: Rng) -> F:
+    """An x or a + with uneven arms."""
+    th = rng.uniform(0, np.pi)
+    gap = rng.uniform(np.pi / 3, np.pi / 2)
+    strokes = []
+    for a in (th, th + gap):
+        r1, r2 = rng.uniform(0.6, 1.0, 2)
+        strokes.append([(-r1 * np.cos(a), -r1 * np.sin(a)), (r2 * np.cos(a), r2 * np.sin(a))])
+    return sketch(distort(strokes, rng, jitter=0.02, rotate=0, aspect=(0.8, 1.2)), rng)
+
+
+@framed
+def tick(rng: Rng) -> F:
+    """A tick mark: a short stroke down, a long one up."""
+    short = rng.uniform(0.25, 0.45)
+    tick_ = [(0.0, 1.0 - short), (0.3, 1.0), (1.0, rng.uniform(0.0, 0.3))]
+    flip = rng.random() < 0.1  # the odd left-hander's mirrored tick
+    pts = [(1 - x, y) if flip else (x, y) for x, y in tick_]
+    return sketch(distort([pts], rng, jitter=0.03, rotate=15, aspect=(0.8, 1.3)), rng)
+
+
+@framed
+def arrow(rng: Rng) -> F:
+    """A straight or bent arrow pointing anywhere but straight up or down."""
+    th = rng.uniform(-1.1, 1.1) + (np.pi if rng.random() < 0.5 else 0)
+    length = 1.0
+    tip = np.array([np.cos(th), np.sin(th)]) * length
+    shaft = [(0.0, 0.0), (tip[0] / 2, tip[1] / 2 + rng.normal(0, 0.08)), tuple(tip)]
+    head = rng.uniform(0.2, 0.4)
+    wings = []
+    for side in (-1, 1):
+        a = th + np.pi + side * rng.uniform(0.4, 0.7)
+        wings.append([tuple(tip), (tip[0] + head * np.cos(a), tip[1] + head * np.sin(a))])
+    return sketch([shaft, *wings], rng, 0.04, 0.12)
+
+
+@framed
+def hatching(rng: Rng) -> F:
+    """Parallel strokes, sometimes crossed by a second set."""
+    strokes = []
+    for _ in range(1 if rng.random() < 0.6 else 2):
+        th = rng.uniform(0, np.pi)
+        n = int(rng.integers(3, 8))
+        u, v = np.array([np.cos(th), np.sin(th)]), np.array([-np.sin(th), np.cos(th)])
+        for k in np.linspace(-1, 1, n):
+            a, b = rng.uniform(0.7, 1.0, 2)
+            mid = v * k + rng.normal(0, 0.05, 2)
+            strokes.append([tuple(mid - a * u), tuple(mid + b * u)])
+    return sketch(strokes, rng, 0.03, 0.08)
+
+
+@framed
+def star(rng: Rng) -> F:
+    """A five- to seven-pointed star in one stroke, or an asterisk."""
+    n = int(rng.integers(5, 8))
+    rot = rng.uniform(0, 2 * np.pi)
+    if rng.random() < 0.5:
+        k = 2 if n != 6 else 1
+        angles = rot + 2 * np.pi * k * np.arange(n + 1) / n
+        pts = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        if k == 1:  # a six-pointed outline: alternate inner and outer points
+            angles = rot + np.pi * np.arange(2 * n + 1) / n
+            r = np.where(np.arange(2 * n + 1) % 2, 0.45, 1.0)
+            pts = np.stack([r * np.cos(angles), r * np.sin(angles)], axis=1)
+        strokes: list[Any] = [pts + rng.normal(0, 0.04, pts.shape)]
+    else:
+        m = int(rng.integers(3, 5))
+        strokes = []
+        for j in range(m):
+            a = rot + np.pi * j / m + rng.normal(0, 0.08)
+            strokes.append([(-np.cos(a), -np.sin(a)), (np.cos(a), np.sin(a))])
+    return sketch(strokes, rng, 0.04, 0.12)
+
+
+@framed
+def dots(rng: Rng) -> F:
+    """One to seven dots (a single dot, blown up, is a round blob)."""
+    n = int(rng.integers(1, 8))
+    r = rng.uniform(3, 7)
+    img = Image.new("L", (CANVAS, CANVAS))
+    d = ImageDraw.Draw(img)
+    for x, y in rng.uniform(8, CANVAS - 8, (n, 2)):
+        rr = r * rng.uniform(0.7, 1.3)
+        d.ellipse((x - rr, y - rr * rng.uniform(0.7, 1.3), x + rr, y + rr), fill=255)
+    return np.asarray(img, np.float32) * np.float32(1 / 255)
+
+
+@framed
+def blob(rng: Rng) -> F:
+    """A filled shape with a wobbly outline."""
+    k = np.arange(3)
+    amp, phase = rng.uniform(0, 0.25, 3) / (k + 1), rng.uniform(0, 2 * np.pi, 3)
+    t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    r = 1 + (amp[:, None] * np.sin((k[:, None] + 2) * t + phase[:, None])).sum(axis=0)
+    ax = rng.uniform(0.5, 1.0)
+    pts = np.stack([ax * r * np.cos(t), r * np.sin(t)], axis=1)
+    (p,) = fit([pts], 5)
+    img = Image.new("L", (CANVAS, CANVAS))
+    ImageDraw.Draw(img).polygon([(float(x), float(y)) for x, y in p], fill=255)
+    return np.asarray(img, np.float32) * np.float32(1 / 255)
+
+
+@framed
+def line(rng: Rng) -> F:
+    """A line, dash or underline, never near upright (that is a 1), now and then wavy."""
+    th = rng.uniform(-0.7, 0.7)
+    n = 12
+    t = np.linspace(-1, 1, n)
+    wave = rng.uniform(0, 0.08) * np.sin(t * rng.uniform(2, 9) + rng.uniform(0, 6))
+    pts = np.stack([t * np.cos(th) - wave * np.sin(th), t * np.sin(th) + wave * np.cos(th)], 1)
+    # The pen is measured against the whole canvas here: a line's height is mostly pen.
+    share = rng.uniform(0.03, 0.08)
+    (p,) = fit([pts], CANVAS * share + 1)
+    return draw([p], CANVAS * share)
+
+
+@framed
+def noise(rng: Rng) -> F:
+    """Noise: grains, smooth clouds or clouds cut into patches."""
+    kind = int(rng.integers(3))
+    if kind == 0:
+        grains = rng.random((SIDE, SIDE), np.float32)
+        return grains * (rng.random((SIDE, SIDE)) < rng.uniform(0.1, 0.6))
+    cells = int(rng.integers(3, 9))
+    low = Image.fromarray(rng.random((cells, cells)).astype(np.float32), "F")
+    smooth = np.asarray(low.resize((SIDE, SIDE), Image.Resampling.BICUBIC), np.float32)
+    if kind == 1:
+        return np.clip(smooth, 0, None)
+    return (smooth > np.quantile(smooth, rng.uniform(0.5, 0.85))).astype(np.float32)
+
+
+# --- kinds cut from digits -------------------------------------------------------------------
+
+
+def _ink_box(d: NDArray[Any]) -> NDArray[Any]:
+    on = d > 0.1 * d.max()
+    rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
+    return d[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def partial_digit(digits: NDArray[np.uint8], rng: Rng) -> F:
+    """Part of a digit: what is left on one side of a random cut (30-65% of its ink).
+
+    A part drawn out along one direction (a lone stroke reads as a 1) is cut again.
+    """
+    yy, xx = np.mgrid[0:SIDE, 0:SIDE].astype(np.float32)
+    for _ in range(20):
+        d = digits[int(rng.integers(len(digits)))].reshape(SIDE, SIDE).astype(np.float32)
+        total = d.sum()
+        if total <= 0:
+            continue
+        cy, cx = (d * yy).sum() / total, (d * xx).sum() / total
+        th = rng.uniform(0, 2 * np.pi)
+        side = (xx - cx) * np.cos(th) + (yy - cy) * np.sin(th) > rng.uniform(-3, 3)
+        part = d * side
+        if not 0.3 <= part.sum() / total <= 0.65:
+            continue
+        if elongation(part) < 2.5:
+            return frame(part)
+    return frame(part)
+
+
+def elongation(ink: NDArray[Any]) -> float:
+    """How drawn out the ink is: the ratio of its spread along its long and short axes."""
+    yy, xx = np.mgrid[0 : ink.shape[0], 0 : ink.shape[1]]
+    w = ink / ink.sum()
+    my, mx = (w * yy).sum(), (w * xx).sum()
+    cyy = (w * (yy - my) ** 2).sum()
+    cxx = (w * (xx - mx) ** 2).sum()
+    cxy = (w * (yy - my) * (xx - mx)).sum()
+    lo, hi = np.linalg.eigvalsh(np.array([[cyy, cxy], [cxy, cxx]]))
+    return float(np.sqrt(hi / max(lo, 1e-6)))
+
+
+def digit_pair(digits: NDArray[np.uint8], rng: Rng) -> F:
+    """Two digits side by side, framed as they are or squeezed into a square."""
+    a, b = (
+        _ink_box(digits[int(i)].reshape(SIDE, SIDE).astype(np.float32))
+        for i in rng.integers(len(digits), size=2)
+    )
+    h = max(a.shape[0], b.shape[0])
+    gap = int(rng.integers(0, 4))
+    pair = np.zeros((h, a.shape[1] + gap + b.shape[1]), np.float32)
+    pair[(h - a.shape[0]) // 2 :][: a.shape[0], : a.shape[1]] = a
+    pair[(h - b.shape[0]) // 2 :][: b.shape[0], a.shape[1] + gap :] = b
+    if rng.random() < 0.5:
+        img = Image.fromarray(pair, "F").resize((h, h), Image.Resampling.BILINEAR)
+        pair = np.asarray(img, np.float32)
+    return frame(pair)
+
+
+# --- the mix ------------------------------------------------------------------------------
+
+Kind = Callable[[Rng], "F"]
+KINDS: dict[str, Kind] = {
+    "letter": letter,
+    "glyph": glyph,
+    "scribble": scribble,
+    "cross": cross,
+    "tick": tick,
+    "arrow": arrow,
+    "hatching": hatching,
+    "star": star,
+    "dots": dots,
+    "blob": blob,
+    "line": line,
+    "noise": noise,
+}
+DIGIT_KINDS = {"partial_digit": partial_digit, "digit_pair": digit_pair}
+# How often each kind is drawn (relative): letters and symbols first, as people write them.
+WEIGHTS = {
+    "letter": 24,
+    "glyph": 18,
+    "scribble": 10,
+    "cross": 4,
+    "tick": 4,
+    "arrow": 3,
+    "hatching": 3,
+    "star": 3,
+    "dots": 2,
+    "blob": 2,
+    "line": 3,
+    "noise": 3,
+    "partial_digit": 5,
+    "digit_pair": 6,
+}
+
+
+def generate(
+    n: int,
+    rng: Rng,
+    digits: NDArray[np.uint8] | None = None,
+    kinds: Sequence[str] | None = None,
+) -> F:
+    """n non-digits (n, 784) float32 in [0, 1], kinds mixed by WEIGHTS.
+
+    The digit-based kinds need `digits` (flattened MNIST digits, uint8) and are left out
+    without them.
+    """
+    names = [k for k in (kinds or WEIGHTS) if k in KINDS or digits is not None]
+    if not names:
+        raise ValueError("no kind of non-digit to generate (the digit kinds need digits)")
+    p = np.array([WEIGHTS.get(k, 1) for k in names], np.float64)
+    pick = rng.choice(len(names), size=n, p=p / p.sum())
+    out = np.empty((n, SIDE * SIDE), np.float32)
+    for i, k in enumerate(pick):
+        name = names[k]
+        img = KINDS[name](rng) if name in KINDS else DIGIT_KINDS[name](digits, rng)  # type: ignore[arg-type]
+        out[i] = img.reshape(-1)
+    return out
