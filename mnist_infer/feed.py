@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     F = NDArray[np.float32]
 
 PIXELS = 784
-AHEAD = 4  # batches the worker may have ready
+WORKERS = 2  # the training loop and the workers share the CPUs: a wait is a CPU given away
+SLOTS = 3  # batches each worker may have made ahead (in use, ready or being made)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def make_batch(
 
 
 class Feed:
-    """Batches for epochs in order, made inline or by a worker process."""
+    """Batches for epochs in order, made inline or by worker processes taking turns."""
 
     def __init__(
         self,
@@ -100,15 +101,18 @@ class Feed:
         images: NDArray[np.uint8],
         labels: NDArray[np.uint8],
         tr: NDArray[np.intp],
+        workers: int = WORKERS,
     ) -> None:
         self.r = recipe
         self.images, self.labels, self.tr = images, labels, tr
         self.per_epoch = -(-len(tr) // recipe.batch_size)
+        self.workers = workers
         self._x = np.empty((recipe.rows, PIXELS), np.float32)
         self._shm: SharedMemory | None = None
-        self._proc: Any = None
-        self._ready: Any = None
-        self._free: Any = None
+        self._procs: list[Any] = []
+        self._ready: list[Any] = []
+        self._free: list[Any] = []
+        self._first = 0  # the batch, counted over all epochs, the workers started from
 
     def batches(self, epoch: int, start: int) -> Iterator[tuple[F, NDArray[np.uint8], int]]:
         """(images, labels of the digits, non-digits) for the epoch's batches from `start`.
@@ -124,20 +128,21 @@ class Feed:
                 np.multiply(self.images[idx], np.float32(1 / 255), out=x)
                 yield x, self.labels[idx], 0
             return
-        if self._proc is None:
+        if not self._procs:
             self._start(epoch, start)
         slots = self._slots()
         for b in range(start, self.per_epoch):
-            slot, m = self._get(epoch, b)
+            w = (epoch * self.per_epoch + b - self._first) % self.workers
+            slot, m = self._get(w, epoch, b)
             idx = perm[b * bs : (b + 1) * bs]
             try:
                 yield slots[slot][:m], self.labels[idx], m - len(idx)
             finally:
-                self._free.put(slot)
+                self._free[w].put(slot)
 
     def _slots(self) -> list[F]:
         assert self._shm is not None
-        n = AHEAD + 2
+        n = SLOTS * self.workers
         arr = np.ndarray((n, self.r.rows, PIXELS), np.float32, buffer=self._shm.buf)
         return list(arr)
 
@@ -145,27 +150,31 @@ class Feed:
         from mnist_infer.train import _ignoring_interrupts
 
         ctx = get_context("spawn")
-        n = AHEAD + 2
-        self._shm = SharedMemory(create=True, size=n * self.r.rows * PIXELS * 4)
-        self._ready, self._free = ctx.Queue(), ctx.Queue()
-        for s in range(n):
-            self._free.put(s)
-        args = (self.r, self.images, self.tr, self._shm.name, epoch, start)
-        self._proc = ctx.Process(
-            target=_work, args=(*args, self._ready, self._free), daemon=True, name="batches"
-        )
+        self._shm = SharedMemory(create=True, size=SLOTS * self.workers * self.r.rows * PIXELS * 4)
+        self._first = epoch * self.per_epoch + start
+        for w in range(self.workers):
+            ready, free = ctx.Queue(), ctx.Queue()
+            for s in range(SLOTS):
+                free.put(w * SLOTS + s)
+            turn = (w, self.workers)
+            args = (self.r, self.images, self.tr, self._shm.name, epoch, start, turn, ready, free)
+            proc = ctx.Process(target=_work, args=args, daemon=True, name=f"batches-{w}")
+            self._procs.append(proc)
+            self._ready.append(ready)
+            self._free.append(free)
         with _ignoring_interrupts():  # Ctrl-C is the training loop's to handle
-            self._proc.start()
+            for proc in self._procs:
+                proc.start()
 
-    def _get(self, epoch: int, batch: int) -> tuple[int, int]:
+    def _get(self, w: int, epoch: int, batch: int) -> tuple[int, int]:
         while True:
             try:
-                msg = self._ready.get(timeout=1.0)
+                msg = self._ready[w].get(timeout=1.0)
                 break
             except queue.Empty:
-                if not self._proc.is_alive():
+                if not self._procs[w].is_alive():
                     raise RuntimeError(
-                        f"the batch worker stopped (exit code {self._proc.exitcode})"
+                        f"the batch worker stopped (exit code {self._procs[w].exitcode})"
                     ) from None
         if msg[0] == "error":
             raise RuntimeError(f"the batch worker failed:\n{msg[1]}")
@@ -174,16 +183,15 @@ class Feed:
         return slot, m
 
     def close(self) -> None:
-        """Stop the worker and free the shared memory."""
-        if self._proc is not None:
-            self._proc.terminate()
-            self._proc.join()
-            self._proc = None
-        for q in (self._ready, self._free):
-            if q is not None:
-                q.close()
-                q.join_thread()
-        self._ready = self._free = None
+        """Stop the workers and free the shared memory."""
+        for proc in self._procs:
+            proc.terminate()
+        for proc in self._procs:
+            proc.join()
+        for q in (*self._ready, *self._free):
+            q.close()
+            q.join_thread()
+        self._procs, self._ready, self._free = [], [], []
         if self._shm is not None:
             self._shm.close()
             self._shm.unlink()
@@ -203,20 +211,25 @@ def _work(
     shm_name: str,
     epoch: int,
     start: int,
+    turn: tuple[int, int],
     ready: Any,
     free: Any,
 ) -> None:
-    """The worker: every batch from (epoch, start) on, in order, until stopped."""
+    """A worker: from (epoch, start) on, every batch that is its turn (j of every k), in order."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     shm = SharedMemory(name=shm_name)
-    slots = np.ndarray((AHEAD + 2, r.rows, PIXELS), np.float32, buffer=shm.buf)
+    j, k = turn
+    slots = np.ndarray((SLOTS * k, r.rows, PIXELS), np.float32, buffer=shm.buf)
     try:
         pool = images[tr] if r.per_batch else None
         per_epoch = -(-len(tr) // r.batch_size)
         bs = r.batch_size
+        first = epoch * per_epoch + start
         while True:
             perm = permutation(r.seed, epoch, tr)
             for b in range(start, per_epoch):
+                if (epoch * per_epoch + b - first) % k != j:
+                    continue
                 slot = free.get()
                 idx = perm[b * bs : (b + 1) * bs]
                 m = make_batch(r, images, pool, idx, epoch, b, slots[slot])

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mnist_infer.image import _frame
-from mnist_infer.letters import LETTERS, Point
+from mnist_infer.letters import LETTERS
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
