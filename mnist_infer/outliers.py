@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from mnist_infer.image import _frame
 from mnist_infer.letters import LETTERS
+from mnist_infer.preprocess import _frame
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

@@ -296,7 +296,8 @@ def flagged(images: NDArray, weights: str | None = None) -> NDArray[np.bool_]:
     """Which images (n, 784) the weights' not-a-digit rule flags."""
     from mnist_infer.backprop import logits
     from mnist_infer.novelty import rule_from_metadata
-    from mnist_infer.weights import load_weights, read_metadata, weights_path
+    from mnist_infer.shipped import weights_path
+    from mnist_infer.weights import load_weights, read_metadata
 
     path = weights_path(weights)
     params = {k: np.ascontiguousarray(v, np.float32) for k, v in load_weights(path).items()}
