@@ -18,101 +18,30 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from mnist_infer.letters import LETTERS
-from mnist_infer.preprocess import _frame
+from mnist_infer.strokes import (
+    CANVAS,
+    SIDE,
+    Rng,
+    bezier,
+    distort,
+    draw,
+    fit,
+    frame,
+    sketch,
+    smooth,
+)
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     F = NDArray[np.float32]
 
-CANVAS = 64  # drawings are made this large, then reduced (which antialiases them)
-SIDE = 28
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONT_SIZE = 44
 # Characters drawn from fonts: letters and symbols that do not look like a digit.
 GLYPHS = "ACEFHKLMNRTUVWXYcefkmnrtuvwxy#%&*+=<>?@~^"
-GLYPHS_WIDE = GLYPHS + "ΔΣΦΨΩλπμξ€"  # for fonts that have them (DejaVu)
-
-Rng = np.random.Generator
-Strokes = Sequence[Any]  # polylines: sequences of (x, y) points or (k, 2) arrays
-
-
-def frame(ink: NDArray[Any]) -> F:
-    """A drawing (ink >= 0, any size) in MNIST's form: 28x28 float32 in [0, 1]."""
-    a = np.asarray(ink, np.float32)
-    top = float(a.max()) if a.size else 0.0
-    if top <= 0:
-        return np.zeros((SIDE, SIDE), np.float32)
-    a = a * np.float32(1 / top)
-    on = a > 0.1
-    rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
-    crop = a[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    return _frame(np.ascontiguousarray(crop)).astype(np.float32) * np.float32(1 / 255)
-
-
-# --- drawing ------------------------------------------------------------------------------
-
-
-def draw(strokes: Strokes, width: float, size: int = CANVAS) -> F:
-    """Polylines in canvas pixels drawn with a round pen `width` pixels wide (ink in [0, 1])."""
-    img = Image.new("L", (size, size))
-    d = ImageDraw.Draw(img)
-    w = max(1, round(width))
-    r = w / 2
-    for s in strokes:
-        pts = [(float(x), float(y)) for x, y in s]
-        if len(pts) > 1:
-            d.line(pts, fill=255, width=w, joint="curve")
-        for x, y in (pts[0], pts[-1]):  # round ends
-            d.ellipse((x - r, y - r, x + r, y + r), fill=255)
-    return np.asarray(img, np.float32) * np.float32(1 / 255)
-
-
-def fit(strokes: Strokes, pad: float, size: int = CANVAS) -> list[F]:
-    """The strokes moved and scaled (keeping their shape) to fill the canvas inside pad."""
-    arrays = [np.asarray(s, np.float32).reshape(-1, 2) for s in strokes]
-    allp = np.concatenate(arrays)
-    lo, hi = allp.min(axis=0), allp.max(axis=0)
-    span = float(max(hi - lo)) or 1.0
-    k = (size - 2 * pad) / span
-    mid = (lo + hi) / 2
-    return [(a - mid) * k + size / 2 for a in arrays]
-
-
-def distort(
-    strokes: Strokes,
-    rng: Rng,
-    *,
-    jitter: float = 0.03,
-    rotate: float = 12.0,
-    shear: float = 0.3,
-    aspect: tuple[float, float] = (0.7, 1.1),
-) -> list[F]:
-    """Strokes (unit box) jittered point by point, narrowed or widened, slanted and rotated."""
-    th = math.radians(rng.uniform(-rotate, rotate))
-    sh = rng.uniform(-shear, shear)
-    ax = rng.uniform(*aspect)
-    c, s = math.cos(th), math.sin(th)
-    m = np.array([[c, -s], [s, c]], np.float32) @ np.array([[ax, -sh], [0, 1]], np.float32)
-    out: list[F] = []
-    for st in strokes:
-        p = np.asarray(st, np.float32).reshape(-1, 2)
-        p = p + rng.normal(0, jitter, p.shape).astype(np.float32)
-        out.append(((p - np.float32(0.5)) @ m.T).astype(np.float32))
-    return out
-
-
-def pen(rng: Rng, lo: float = 0.08, hi: float = 0.2) -> float:
-    """A pen width as a share of the drawing's longer side (MNIST's strokes are about 0.12)."""
-    return float(rng.uniform(lo, hi))
-
-
-def sketch(strokes: Strokes, rng: Rng, lo: float = 0.08, hi: float = 0.2) -> F:
-    """Strokes fitted to the canvas and drawn with a random pen."""
-    share = pen(rng, lo, hi)
-    inner = CANVAS / (1 + 2 * share)  # the pen must stay on the canvas
-    w = share * inner
-    return draw(fit(strokes, (CANVAS - inner) / 2 + 1), w)
+# For fonts that have them (DejaVu): more letters and signs that are no digit.
+GLYPHS_WIDE = GLYPHS + "ΓΔΛΞΠΣΦΨΩλπμξГИЙПЦЩЫгийпцщы€¢×÷±≠≈∇▲△♦←↑↓↔"  # noqa: RUF001
 
 
 # --- kinds drawn from nothing ----------------------------------------------------------------
@@ -130,9 +59,13 @@ def framed(kind: Callable[[Rng], NDArray[Any]]) -> Callable[[Rng], F]:
 
 @framed
 def letter(rng: Rng) -> F:
-    """A handwriting-like letter from its stroke skeleton (see letters.py), jittered."""
+    """A handwriting-like letter from its stroke skeleton (see letters.py), jittered, its
+    corners now and then rounded as a quick hand rounds them."""
     name = sorted(LETTERS)[int(rng.integers(len(LETTERS)))]
-    return sketch(distort(LETTERS[name], rng), rng)
+    strokes = distort(LETTERS[name], rng)
+    if rng.random() < 0.4:
+        strokes = [smooth(s) for s in strokes]
+    return sketch(strokes, rng)
 
 
 @functools.cache
@@ -159,7 +92,7 @@ def glyph(rng: Rng) -> F:
     ch = chars[int(rng.integers(len(chars)))]
     size = 2 * FONT_SIZE
     img = Image.new("L", (size, size))
-    bold = int(rng.integers(0, 4)) if isinstance(font, ImageFont.FreeTypeFont) else 0
+    bold = int(rng.integers(0, 3)) if isinstance(font, ImageFont.FreeTypeFont) else 0
     ImageDraw.Draw(img).text(
         (size / 2, size / 2), ch, fill=255, font=font, anchor="mm", stroke_width=bold
     )
@@ -181,11 +114,26 @@ def _walk(rng: Rng, steps: int, turn: float) -> F:
 
 @framed
 def scribble(rng: Rng) -> F:
-    """A scribble: a pen wandering in loops, once or twice."""
-    strokes = [_walk(rng, int(rng.integers(20, 70)), rng.uniform(0.3, 0.9))]
-    if rng.random() < 0.3:
-        strokes.append(_walk(rng, int(rng.integers(10, 40)), rng.uniform(0.3, 0.9)))
+    """A scribble: a pen wandering in loops, or a chain of random curves, once or twice."""
+    strokes = []
+    for _ in range(1 if rng.random() < 0.7 else 2):
+        if rng.random() < 0.5:
+            strokes.append(_walk(rng, int(rng.integers(20, 70)), rng.uniform(0.3, 0.9)))
+        else:
+            p, chain = rng.uniform(0, 1, (1, 2)), []
+            for _ in range(int(rng.integers(2, 7))):
+                ctrl = np.vstack([p, rng.uniform(0, 1, (3, 2))])
+                chain.append(bezier(ctrl))
+                p = ctrl[-1:]
+            strokes.append(np.concatenate(chain))
     return sketch(strokes, rng, 0.04, 0.12)
+
+
+@framed
+def doodle(rng: Rng) -> F:
+    """Two to four short curved strokes, apart or crossing."""
+    strokes = [bezier(rng.uniform(0, 1, (4, 2))) for _ in range(int(rng.integers(2, 5)))]
+    return sketch(strokes, rng, 0.05, 0.14)
 
 
 @framed
@@ -387,6 +335,7 @@ KINDS: dict[str, Kind] = {
     "letter": letter,
     "glyph": glyph,
     "scribble": scribble,
+    "doodle": doodle,
     "cross": cross,
     "tick": tick,
     "arrow": arrow,
@@ -403,6 +352,7 @@ WEIGHTS = {
     "letter": 24,
     "glyph": 18,
     "scribble": 10,
+    "doodle": 5,
     "cross": 4,
     "tick": 4,
     "arrow": 3,
@@ -412,7 +362,7 @@ WEIGHTS = {
     "blob": 2,
     "line": 3,
     "noise": 3,
-    "partial_digit": 5,
+    "partial_digit": 3,
     "digit_pair": 6,
 }
 
