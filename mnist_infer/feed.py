@@ -108,6 +108,7 @@ class Feed:
         self.per_epoch = -(-len(tr) // recipe.batch_size)
         self.workers = workers
         self._x = np.empty((recipe.rows, PIXELS), np.float32)
+        self._u = np.empty((recipe.batch_size, PIXELS), np.uint8)
         self._shm: SharedMemory | None = None
         self._procs: list[Any] = []
         self._ready: list[Any] = []
@@ -124,8 +125,9 @@ class Feed:
         if not self.r.busy:
             for b in range(start, self.per_epoch):
                 idx = perm[b * bs : (b + 1) * bs]
-                x = self._x[: len(idx)]
-                np.multiply(self.images[idx], np.float32(1 / 255), out=x)
+                x, u = self._x[: len(idx)], self._u[: len(idx)]
+                np.take(self.images, idx, axis=0, out=u)
+                np.multiply(u, np.float32(1 / 255), out=x)
                 yield x, self.labels[idx], 0
             return
         if not self._procs:
