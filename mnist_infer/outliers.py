@@ -40,8 +40,19 @@ FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONT_SIZE = 44
 # Characters drawn from fonts: letters and symbols that do not look like a digit.
 GLYPHS = "ACEFHKLMNRTUVWXYcefkmnrtuvwxy#%&*+=<>?@~^"
-# For fonts that have them (DejaVu): more letters and signs that are no digit.
-GLYPHS_WIDE = GLYPHS + "ΓΔΛΞΠΣΦΨΩλπμξГИЙПЦЩЫгийпцщы€¢×÷±≠≈∇▲△♦←↑↓↔"  # noqa: RUF001
+# For fonts that have them (DejaVu): more letters and signs that are no digit, from Greek,
+# Cyrillic, arrows, mathematics and pictographs (lookalikes of digits left out: omicron,
+# theta, iota, sigma, delta, zeta; Cyrillic ze, che, be, ve, soft sign, e; infinity,
+# integral; circles).
+GLYPHS_WIDE = (
+    GLYPHS
+    + "ÀÂÄÆÇÈÉÊËÑÙÛÜÝçèéêëñùûüý"
+    + "ΓΔΛΞΠΣΦΨΩαγηκλμνξπτυφχψω"
+    + "ГИЙКМНПХЦШЩЫгийкмнпхцщы"
+    + "€¢±×÷≠≈≤≥∇∏∠∧∨∩∪⊂⊃∴∵∝"  # noqa: RUF001
+    + "←↑↓↔↕↖↗↘↙⇐⇑⇓⇔"
+    + "■□▲△▼▽◆◇☆♦☀☁☂☎☑☒✂✈✉✎✏✔✕✖✚✜✢✦✧"
+)
 
 
 # --- kinds drawn from nothing ----------------------------------------------------------------
@@ -75,14 +86,27 @@ def fonts() -> tuple[tuple[Any, str], ...]:
     if FONT_DIR.is_dir():
         for p in sorted(FONT_DIR.glob("DejaVu*.ttf")):
             try:
-                found.append((ImageFont.truetype(str(p), FONT_SIZE), GLYPHS_WIDE))
+                font = ImageFont.truetype(str(p), FONT_SIZE)
             except OSError:
                 continue
+            found.append((font, drawable(font, GLYPHS_WIDE)))
     try:
         found.append((ImageFont.load_default(FONT_SIZE), GLYPHS))
     except (OSError, ImportError):  # no FreeType: Pillow's small bitmap font
         found.append((ImageFont.load_default(), GLYPHS))
     return tuple(found)
+
+
+def drawable(font: Any, chars: str) -> str:
+    """The characters the font draws itself, not as its box for a missing character."""
+
+    def pixels(ch: str) -> bytes:
+        img = Image.new("L", (2 * FONT_SIZE, 2 * FONT_SIZE))
+        ImageDraw.Draw(img).text((4, 4), ch, fill=255, font=font)
+        return img.tobytes()
+
+    missing = pixels("\U0010fffd")
+    return "".join(c for c in chars if pixels(c) != missing)
 
 
 @framed
@@ -350,7 +374,7 @@ DIGIT_KINDS = {"partial_digit": partial_digit, "digit_pair": digit_pair}
 # How often each kind is drawn (relative): letters and symbols first, as people write them.
 WEIGHTS = {
     "letter": 24,
-    "glyph": 18,
+    "glyph": 24,
     "scribble": 10,
     "doodle": 5,
     "cross": 4,
