@@ -1,4 +1,8 @@
-"""Parameter update rules in the textbook's style: `update(params, grads)` in place."""
+"""Parameter update rules in the textbook's style: `update(params, grads)` in place.
+
+The updates run in place on float32 arrays with one scratch array per parameter, so a step
+allocates nothing of the parameters' size.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ class Optimizer:
         self.weight_decay = weight_decay
         self.step = 0
         self.state: dict[str, NDArray[np.floating]] = {}
+        self._scratch: dict[str, NDArray[np.floating]] = {}
 
     def update(self, params: Params, grads: Params, lr: float | None = None) -> None:
         """Apply one step; lr overrides the base rate (for schedules)."""
@@ -27,11 +32,16 @@ class Optimizer:
         lr = self.lr if lr is None else lr
         for k, p in params.items():
             g = grads[k]
-            if self.weight_decay and k.startswith("W"):
-                g = g + self.weight_decay * p  # L2 penalty on weights only, not biases
-            self._apply(k, p, g, lr)
+            t = self._tmp(k, p)
+            if self.weight_decay and k.startswith("W"):  # L2 penalty on weights, not biases
+                g2 = self._tmp("wd." + k, p)
+                np.multiply(p, p.dtype.type(self.weight_decay), out=g2)
+                g2 += g
+                g = g2
+            self._apply(k, p, g, lr, t)
 
-    def _apply(self, k: str, p: NDArray, g: NDArray, lr: float) -> None:
+    def _apply(self, k: str, p: NDArray, g: NDArray, lr: float, t: NDArray) -> None:
+        """Update p from its gradient g; t is scratch of p's shape and type."""
         raise NotImplementedError
 
     def _slot(self, name: str, like: NDArray) -> NDArray:
@@ -39,12 +49,19 @@ class Optimizer:
             self.state[name] = np.zeros_like(like)
         return self.state[name]
 
+    def _tmp(self, name: str, like: NDArray) -> NDArray:
+        t = self._scratch.get(name)
+        if t is None or t.shape != like.shape or t.dtype != like.dtype:
+            t = self._scratch[name] = np.empty_like(like)
+        return t
+
 
 class SGD(Optimizer):
     """p -= lr * g."""
 
-    def _apply(self, k: str, p: NDArray, g: NDArray, lr: float) -> None:
-        p -= (lr * g).astype(p.dtype)
+    def _apply(self, k: str, p: NDArray, g: NDArray, lr: float, t: NDArray) -> None:
+        np.multiply(g, p.dtype.type(lr), out=t)
+        p -= t
 
 
 class Momentum(Optimizer):
@@ -54,10 +71,11 @@ class Momentum(Optimizer):
         super().__init__(lr, weight_decay)
         self.momentum = momentum
 
-    def _apply(self, k: str, p: NDArray, g: NDArray, lr: float) -> None:
+    def _apply(self, k: str, p: NDArray, g: NDArray, lr: float, t: NDArray) -> None:
         v = self._slot("v." + k, p)
-        v *= self.momentum
-        v -= lr * g
+        v *= p.dtype.type(self.momentum)
+        np.multiply(g, p.dtype.type(lr), out=t)
+        v -= t
         p += v
 
 
@@ -70,13 +88,23 @@ class Adam(Optimizer):
         super().__init__(lr, weight_decay)
         self.beta1, self.beta2 = beta1, beta2
 
-    def _apply(self, k: str, p: NDArray, g: NDArray, lr: float) -> None:
+    def _apply(self, k: str, p: NDArray, g: NDArray, lr: float, t: NDArray) -> None:
+        f = p.dtype.type
         m = self._slot("m." + k, p)
         v = self._slot("v." + k, p)
-        m += (1 - self.beta1) * (g - m)
-        v += (1 - self.beta2) * (g * g - v)
+        np.subtract(g, m, out=t)  # m += (1 - beta1) (g - m)
+        t *= f(1 - self.beta1)
+        m += t
+        np.multiply(g, g, out=t)  # v += (1 - beta2) (g^2 - v)
+        t -= v
+        t *= f(1 - self.beta2)
+        v += t
         a = lr * np.sqrt(1 - self.beta2**self.step) / (1 - self.beta1**self.step)
-        p -= (a * m / (np.sqrt(v) + 1e-8)).astype(p.dtype)
+        np.sqrt(v, out=t)  # p -= a m / (sqrt(v) + eps)
+        t += f(1e-8)
+        np.divide(m, t, out=t)
+        t *= f(a)
+        p -= t
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "momentum": Momentum, "adam": Adam}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mnist_infer.backprop import Backprop, logits
 from mnist_infer.errors import (
     Interrupted,
     OutputExistsError,
@@ -23,8 +24,8 @@ from mnist_infer.errors import (
     UsageError,
     WeightsError,
 )
-from mnist_infer.functions import cross_entropy_error
-from mnist_infer.network import Network
+from mnist_infer.feed import Feed, Recipe
+from mnist_infer.novelty import METADATA_KEY
 from mnist_infer.optimizers import OPTIMIZERS, Optimizer
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 0.003}
 MAX_HIDDEN = 100_000  # 784 x 100,000 float32 weights are already 314 MB
+MAX_OUTLIERS = 10.0  # generated non-digits per training digit
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class TrainOptions:
     val_size: int = 5000
     ink_augment: bool = False  # also stroke width, slant and low resolution
     calibrate: bool = True  # fold a temperature fitted on the validation images into the output
+    outliers: float = 0.0  # generated non-digits per training digit, taught a uniform output
 
     @property
     def rate(self) -> float:
@@ -77,6 +80,16 @@ class TrainOptions:
             raise UsageError(f"seed must not be negative, found {self.seed}")
         if self.val_size < 0:
             raise UsageError(f"validation size must not be negative, found {self.val_size}")
+        if not (math.isfinite(self.outliers) and 0 <= self.outliers <= MAX_OUTLIERS):
+            raise UsageError(
+                f"outliers must be between 0 and {MAX_OUTLIERS:g} non-digits per digit,"
+                f" found {self.outliers}"
+            )
+
+    @property
+    def recipe(self) -> Recipe:
+        """What each batch holds besides its digits."""
+        return Recipe(self.seed, self.batch_size, self.augment, self.ink_augment, self.outliers)
 
     def check_size(self, n: int) -> None:
         """Raise UsageError unless n images leave a batch for training after validation."""
@@ -139,11 +152,11 @@ class _Run:
     def __init__(self, opts: TrainOptions, sizes: list[int]) -> None:
         self.opts = opts
         self.rng = np.random.default_rng([opts.seed, 2])
-        self.net = Network(init_params(sizes, self.rng))
+        self.params = init_params(sizes, self.rng)
+        self.kernel = Backprop(self.params, opts.recipe.rows)
         self.opt: Optimizer = OPTIMIZERS[opts.optimizer](opts.rate, opts.weight_decay)
         self.epoch = 0  # completed epochs
         self.batch = 0  # completed batches in the current epoch
-        self.perm: NDArray[np.intp] | None = None
         self.history: list[EpochStats] = []
         self.partial = [0.0, 0, 0, 0.0]  # this epoch so far: loss sum, hits, images, seconds
         self.clean = True  # False while a batch or an epoch's end is half done
@@ -166,7 +179,7 @@ class _Run:
             "options": asdict(self.opts),
             "data_sha256": data_hashes,
         }
-        save_weights(self.net.params, wpath, meta)
+        save_weights(self.params, wpath, meta)
         state = {
             "epoch": self.epoch,
             "batch": self.batch,
@@ -177,8 +190,7 @@ class _Run:
             "history": [asdict(h) for h in self.history],
         }
         arrays: dict[str, Any] = {"opt." + k: v for k, v in self.opt.state.items()}
-        arrays |= {"net." + k: v for k, v in self.net.params.items()}
-        arrays["perm"] = np.asarray(self.perm if self.perm is not None else [], np.intp)
+        arrays |= {"net." + k: v for k, v in self.params.items()}
         arrays["state"] = np.array(json.dumps(state))
         atomic_write(spath, lambda f: np.savez(f, **arrays))
         self.saved = (self.epoch, self.batch)
@@ -202,7 +214,6 @@ class _Run:
         try:
             with np.load(spath, allow_pickle=False) as z:
                 state = json.loads(str(z["state"]))
-                perm = z["perm"]
                 opt_state = {k[4:]: z[k] for k in z.files if k.startswith("opt.")}
                 params = {k[4:]: z[k] for k in z.files if k.startswith("net.")}
             check_params(params, str(spath))
@@ -232,12 +243,12 @@ class _Run:
                 f"cannot resume: {spath} was written with other options ({changed});"
                 " run with the same options as before"
             )
-        self.net = Network(params)
+        self.params = {k: np.ascontiguousarray(v, np.float32) for k, v in params.items()}
+        self.kernel = Backprop(self.params, self.opts.recipe.rows)
         self.opt.state = dict(opt_state)
         self.opt.step = step
         self.rng.bit_generator.state = rng
         self.epoch, self.batch = epoch, batch
-        self.perm = perm if perm.size else None
         self.history = history
         self.partial = partial
         self.saved = (epoch, batch)
@@ -304,14 +315,12 @@ def train(
         on_note(f"resuming from the checkpoint {checkpoint_paths(out)[1]} at {at}")
     total = opts.epochs * per_epoch
     try:
-        with _deferred_interrupt() as stop:
+        with _deferred_interrupt() as stop, Feed(opts.recipe, images, labels, tr) as feed:
             while run.epoch < opts.epochs:
-                stats = _epoch(
-                    run, images, labels, tr, per_epoch, total, x_val, t_val, stop, progress
-                )
+                stats = _epoch(run, feed, total, x_val, t_val, stop, progress)
                 run.clean = False
                 run.history.append(stats)
-                run.epoch, run.batch, run.perm = run.epoch + 1, 0, None
+                run.epoch, run.batch = run.epoch + 1, 0
                 run.partial = [0.0, 0, 0, 0.0]
                 run.clean = True
                 if on_epoch is not None:
@@ -320,20 +329,18 @@ def train(
     except KeyboardInterrupt:
         raise _interrupted(run, out, hashes, per_epoch) from None
 
-    params = {k: v.copy() for k, v in run.net.params.items()}
+    params = {k: v.copy() for k, v in run.params.items()}
     temperature = None
+    last = len(params) // 2
     if opts.calibrate and len(x_val):  # confidence that means what it says
-        temperature = fit_temperature(run.net.logits(x_val * np.float32(1 / 255)), t_val)
-        last = len(run.net.sizes) - 1
+        temperature = fit_temperature(logits(params, x_val), t_val)
         for k in (f"W{last}", f"b{last}"):
             params[k] = (params[k] / np.float32(temperature)).astype(np.float32)
-        run.net = Network(params)
     result = TrainResult(path=out, params=params, history=run.history)
     if evaluate_test:
-        pred, _ = run.net.classify(x_test, 1000)
-        result.test_accuracy = float(np.mean(pred == t_test))
+        result.test_accuracy = float(np.mean(logits(params, x_test).argmax(axis=1) == t_test))
     meta: dict[str, Any] = {
-        "architecture": "-".join(map(str, run.net.sizes)),
+        "architecture": "-".join(str(d) for d in [images.shape[1], *opts.hidden, 10]),
         "activation": "sigmoid",
         "options": asdict(opts) | {"lr": opts.rate},
         "data_sha256": hashes,
@@ -345,6 +352,10 @@ def train(
         "test_accuracy": result.test_accuracy,
         "temperature": temperature,
     }
+    if len(x_val):  # the not-a-digit rule, fitted on the final (folded) outputs
+        from mnist_infer.reject import fit_rule
+
+        meta[METADATA_KEY] = fit_rule(params, x_val, opts.seed)
     save_weights(params, out, meta)
     meta["weights_sha256"] = file_sha256(out)
     save_weights(params, out, meta)  # same bytes again, now with the hash in the sidecar
@@ -389,10 +400,7 @@ def fit_temperature(logits: NDArray[np.floating], labels: NDArray[np.integer]) -
 
 def _epoch(
     run: _Run,
-    images: NDArray[np.uint8],
-    labels: NDArray[np.uint8],
-    tr: NDArray[np.intp],
-    per_epoch: int,
+    feed: Feed,
     total: int,
     x_val: NDArray[np.uint8],
     t_val: NDArray[np.uint8],
@@ -404,44 +412,27 @@ def _epoch(
     Raises KeyboardInterrupt between two batches once stop() says Ctrl-C was pressed, so a
     checkpoint never holds half an update.
     """
-    from mnist_infer.augment import augment, low_resolution, stroke_width
-
-    opts, net = run.opts, run.net
-    bs = opts.batch_size
-    if run.perm is None:
-        run.perm = run.rng.permutation(tr)
+    opts, kernel = run.opts, run.kernel
+    per_epoch = feed.per_epoch
     bar = _bar(run.epoch, opts.epochs, per_epoch, run.batch) if progress else None
     t0 = time.perf_counter()
     loss_sum, hits, seen, before = run.partial
-    scale = np.float32(1 / 255)
     try:
-        while run.batch < per_epoch:
+        for x, t, k in feed.batches(run.epoch, run.batch):
             if stop():
                 raise KeyboardInterrupt
             run.clean = False
-            idx = run.perm[run.batch * bs : (run.batch + 1) * bs]
-            if opts.ink_augment:
-                x = augment(images[idx], run.rng, rotate=12.0, scale=0.1, shear=0.35)
-                x = low_resolution(stroke_width(x, run.rng), run.rng)
-            elif opts.augment:
-                x = augment(images[idx], run.rng)
-            else:
-                x = images[idx].astype(np.float32)
-            x *= scale
-            t = labels[idx]
             with np.errstate(over="ignore", invalid="ignore"):  # divergence is caught below
-                grads = net.gradient(x, t)
-            y = net.last.y
-            assert y is not None
-            loss = cross_entropy_error(y, t)
-            if not math.isfinite(loss):
-                raise _diverged(run, run.batch + 1, per_epoch, f"the loss became {loss}")
-            loss_sum += loss * len(t)
-            hits += int(np.sum(y.argmax(axis=1) == t))
+                loss, right, other = kernel.gradient(x, t, k)
+            if not (math.isfinite(loss) and math.isfinite(other)):
+                bad = loss if not math.isfinite(loss) else other
+                raise _diverged(run, run.batch + 1, per_epoch, f"the loss became {bad}")
+            loss_sum += loss
+            hits += right
             seen += len(t)
             step = run.epoch * per_epoch + run.batch
             with np.errstate(over="ignore", invalid="ignore"):
-                run.opt.update(net.params, grads, cosine(opts.rate, step, total))
+                run.opt.update(run.params, kernel.grads, cosine(opts.rate, step, total))
             run.batch += 1
             run.partial = [loss_sum, hits, seen, before + time.perf_counter() - t0]
             run.clean = True
@@ -451,18 +442,18 @@ def _epoch(
         if bar is not None:
             bar.close()  # also on Ctrl-C, so the message that follows starts on a clean line
     secs = before + time.perf_counter() - t0
-    if not all(np.isfinite(v).all() for v in net.params.values()):
+    if not all(np.isfinite(v).all() for v in run.params.values()):
         raise _diverged(run, per_epoch, per_epoch, "the weights are no longer finite")
     val = None
     if len(x_val):
-        pred, _ = net.classify(x_val, 1000)
-        val = float(np.mean(pred == t_val))
+        val = float(np.mean(logits(run.params, x_val).argmax(axis=1) == t_val))
+    shown = seen + opts.recipe.per_batch * run.batch  # digits and non-digits
     return EpochStats(
         epoch=run.epoch + 1,
         loss=loss_sum / max(seen, 1),
         train_accuracy=hits / max(seen, 1),
         val_accuracy=val,
-        images_per_second=seen / secs if secs > 0 else 0.0,
+        images_per_second=shown / secs if secs > 0 else 0.0,
         seconds=secs,
     )
 

@@ -150,7 +150,9 @@ def test_fit_temperature_finds_the_temperature_that_made_the_labels(scale: float
     assert fit_temperature(logits, labels) == pytest.approx(scale, rel=0.1)
 
 
-@pytest.mark.parametrize("aug", [{}, {"augment": True}, {"ink_augment": True}])
+@pytest.mark.parametrize(
+    "aug", [{}, {"augment": True}, {"ink_augment": True}, {"ink_augment": True, "outliers": 0.5}]
+)
 def test_same_seed_same_weights(blob_cache: Path, tmp_path: Path, aug: dict) -> None:
     a = train(_opts(**aug), tmp_path / "a.npz", cache_dir=blob_cache)
     b = train(_opts(**aug), tmp_path / "b.npz", cache_dir=blob_cache)
@@ -170,20 +172,23 @@ def test_refuses_to_overwrite(blob_cache: Path, tmp_path: Path) -> None:
     assert load_weights(out)["W1"].shape == (784, 50)
 
 
-def test_interrupt_saves_checkpoint_and_resume_matches(blob_cache: Path, tmp_path: Path) -> None:
-    full = train(_opts(epochs=3), tmp_path / "full.pkl", cache_dir=blob_cache)
+@pytest.mark.parametrize("more", [{}, {"augment": True, "outliers": 0.3}])
+def test_interrupt_saves_checkpoint_and_resume_matches(
+    blob_cache: Path, tmp_path: Path, more: dict
+) -> None:
+    full = train(_opts(epochs=3, **more), tmp_path / "full.pkl", cache_dir=blob_cache)
 
     def stop_after_first(stats: object) -> None:
         raise KeyboardInterrupt
 
     out = tmp_path / "w.pkl"
     with pytest.raises(Interrupted, match=r"checkpoint saved to .*--resume"):
-        train(_opts(epochs=3), out, cache_dir=blob_cache, on_epoch=stop_after_first)
+        train(_opts(epochs=3, **more), out, cache_dir=blob_cache, on_epoch=stop_after_first)
     wpath, spath = checkpoint_paths(out)
     assert load_weights(wpath)["W1"].shape == (784, 50)  # a usable weights file
     assert spath.is_file()
     assert not out.exists()
-    res = train(_opts(epochs=3), out, cache_dir=blob_cache, resume=True)
+    res = train(_opts(epochs=3, **more), out, cache_dir=blob_cache, resume=True)
     assert [h.epoch for h in res.history] == [1, 2, 3]
     for k in full.params:
         np.testing.assert_array_equal(full.params[k], res.params[k])
@@ -320,16 +325,16 @@ def test_a_ctrl_c_inside_the_first_batches_saves_nothing(
 def test_the_last_smaller_batch_is_used(
     blob_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mnist_infer.network import Network
+    from mnist_infer.backprop import Backprop
 
     sizes: list[int] = []
-    gradient = Network.gradient
+    gradient = Backprop.gradient
 
-    def recording(self: Network, x: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+    def recording(self: Backprop, x: np.ndarray, t: np.ndarray, k: int = 0) -> tuple:
         sizes.append(len(x))
-        return gradient(self, x, t)
+        return gradient(self, x, t, k)
 
-    monkeypatch.setattr(Network, "gradient", recording)
+    monkeypatch.setattr(Backprop, "gradient", recording)
     train(_opts(epochs=2, batch_size=300), tmp_path / "w.pkl", cache_dir=blob_cache)
     assert sizes == [300, 300, 300, 100] * 2  # 1000 training images
 
@@ -422,6 +427,8 @@ def test_cli_train_and_info(blob_cache: Path, tmp_path: Path) -> None:
         (["--lr", "0"], "0.0 is not in the range x>0"),
         (["--seed", "-1"], "-1 is not in the range x>=0"),
         (["--optimizer", "rmsprop"], "'rmsprop' is not one of"),
+        (["--outliers", "-0.5"], "-0.5 is not in the range 0<=x<=10"),
+        (["--outliers", "11"], "11.0 is not in the range 0<=x<=10"),
     ],
 )
 def test_cli_train_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
@@ -598,3 +605,44 @@ def test_options_refuse_a_negative_seed() -> None:
     with pytest.raises(UsageError) as err:
         _opts(seed=-1).check()
     assert str(err.value) == "seed must not be negative, found -1"
+
+
+@pytest.mark.parametrize("outliers", [float("nan"), -1.0, 10.5])
+def test_options_refuse_outliers_out_of_range(outliers: float) -> None:
+    with pytest.raises(UsageError) as err:
+        _opts(outliers=outliers).check()
+    assert str(err.value) == (
+        f"outliers must be between 0 and 10 non-digits per digit, found {outliers}"
+    )
+
+
+def test_outlier_exposure_is_recorded_with_the_rule(blob_cache: Path, tmp_path: Path) -> None:
+    from mnist_infer.novelty import SCORES, rule_from_metadata
+
+    out = tmp_path / "w.pkl"
+    args = ["train", "--epochs", "3", "--batch-size", "50", "--val-size", "200"]
+    res = CliRunner().invoke(cli, [*args, "--outliers", "0.5", "-q", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    meta = read_metadata(out)
+    assert meta is not None
+    assert meta["options"]["outliers"] == 0.5
+    entry = meta["not_a_digit"]
+    assert entry["score"] in SCORES
+    assert (entry["val_digits"], entry["val_non_digits"]) == (200, 200)
+    for k in ("val_digits_rejected", "val_augmented_digits_rejected", "val_non_digits_caught"):
+        assert 0 <= entry[k] <= 1
+    # the threshold rejects 0.75% of the 400 validation digits (plain and augmented): 3
+    rejected = entry["val_digits_rejected"] + entry["val_augmented_digits_rejected"]
+    assert rejected * 200 == pytest.approx(3)
+    assert entry[f"auroc_{entry['score']}"] == max(entry[f"auroc_{k}"] for k in SCORES)
+    rule = rule_from_metadata(meta)
+    assert (rule.score, rule.threshold, rule.source) == (
+        entry["score"],
+        entry["threshold"],
+        "weights",
+    )
+
+
+def test_no_validation_no_rule(blob_cache: Path, tmp_path: Path) -> None:
+    res = train(_opts(val_size=0, epochs=1), tmp_path / "w.pkl", cache_dir=blob_cache)
+    assert "not_a_digit" not in res.metadata

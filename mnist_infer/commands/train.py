@@ -80,6 +80,15 @@ from mnist_infer.commands.output import echo_data, note
     " pens, tiny scans).",
 )
 @click.option(
+    "--outliers",
+    type=click.FloatRange(min=0, max=10),
+    default=0.0,
+    show_default=True,
+    metavar="RATIO",
+    help="Also train on RATIO generated non-digits per training digit (letters, symbols,"
+    " scribbles, marks, pieces and pairs of digits, noise), taught to give no digit.",
+)
+@click.option(
     "--no-calibrate",
     is_flag=True,
     help="Do not scale the output layer so that the confidences match the validation accuracy.",
@@ -121,6 +130,7 @@ def train(
     seed: int,
     augment: bool,
     ink_augment: bool,
+    outliers: float,
     no_calibrate: bool,
     val_size: int,
     out: Path,
@@ -164,6 +174,7 @@ def train(
         val_size=val_size,
         ink_augment=ink_augment,
         calibrate=not no_calibrate,
+        outliers=outliers,
     )
     result = run(
         opts,
