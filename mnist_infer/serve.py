@@ -25,8 +25,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from mnist_infer import __version__
-from mnist_infer.errors import MnistInferError
+from mnist_infer import __version__, explore
+from mnist_infer.errors import MnistInferError, NoSuchUnitError
 
 MAX_UPLOAD = 10 * 1024 * 1024  # bytes of one request body
 BODY_BUDGET = 64 * 1024 * 1024  # bytes of request bodies in memory at once (or 2 uploads)
@@ -74,6 +74,7 @@ class App:
             "sha256": d.sha256,
             "weights": str(path),
             "metadata": d.metadata or {},
+            "layers": explore.layers(self.net),  # each hidden unit's favourite digit, an order
         }
         self.info_json = _json(self.info)
         self.max_upload = max_upload
@@ -103,17 +104,25 @@ class App:
         with self.decoding:
             digit, _notes = load_digit(io.BytesIO(body), NAME, "auto", raw)
         x = np.divide(digit.reshape(1, -1), 255, dtype=np.float32)  # as predict scales it
-        acts = self.net.activations(x)
+        pre, acts = explore.forward(self.net, x)
         label = int(np.argmax(acts[-1][0]))
-        # Six decimals: rounded as float64, so that each prints in as few digits as it can.
-        *hidden, probs = (np.round(a[0].astype(np.float64), 6) for a in acts)
+        *hidden, probs = (explore.rounded(a[0]) for a in acts)
         answer = {
             "digit": label,
-            "confidence": float(probs[label]),
-            "probabilities": probs.tolist(),
-            "hidden": [h.tolist() for h in hidden],
+            "confidence": probs[label],
+            "probabilities": probs,
+            "hidden": hidden,
+            "pre_activations": [explore.rounded(a[0]) for a in pre],  # a1 … an
+            "sha256": self.info["sha256"],  # which weights answered
         }
         return answer, digit
+
+    def unit_json(self, query: str) -> bytes:
+        """The /api/unit answer for a query `layer=L&unit=J`; UsageError or NoSuchUnitError."""
+        layer, unit = explore.parse_unit_query(query)
+        answer = explore.unit_info(self.net, layer, unit)
+        answer["sha256"] = self.info["sha256"]
+        return _json(answer)
 
 
 def static_files() -> dict[str, tuple[bytes, str]]:
@@ -191,6 +200,9 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/api/info":
                 self.allow(*GET)
                 self.reply_json(HTTPStatus.OK, app.info_json)
+            elif path == "/api/unit":
+                self.allow(*GET)
+                self.reply_json(HTTPStatus.OK, self.unit(app, url.query))
             elif path in app.files:
                 self.allow(*GET)
                 body, ctype = app.files[path]
@@ -246,6 +258,14 @@ class Handler(BaseHTTPRequestHandler):
         try:
             return app.predict_json(body, raw == "1")
         except MnistInferError as err:  # ImageError: the reasons predict gives
+            raise _Reply(HTTPStatus.BAD_REQUEST, str(err)) from None
+
+    def unit(self, app: App, query: str) -> bytes:
+        try:
+            return app.unit_json(query)
+        except NoSuchUnitError as err:
+            raise _Reply(HTTPStatus.NOT_FOUND, str(err)) from None
+        except MnistInferError as err:
             raise _Reply(HTTPStatus.BAD_REQUEST, str(err)) from None
 
     def body(self, app: App) -> bytes:

@@ -22,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
+from mnist_infer import explore
 from mnist_infer import serve as sv
 from mnist_infer.cli import cli
 from mnist_infer.functions import sigmoid, softmax
@@ -142,6 +143,7 @@ def test_info_describes_the_weights(weights: Path) -> None:
         "sha256": file_sha256(weights),
         "weights": str(weights),
         "metadata": {},
+        "layers": explore.layers(Network(load_weights(weights))),
     }
 
 
@@ -166,7 +168,9 @@ def test_predict_answers_as_predict_would(weights: Path, k: int) -> None:
         r = call(server, "POST", "/api/predict", body, {"Content-Type": "image/png"})
     assert r.status == 200
     got = r.json
-    assert list(got) == ["digit", "confidence", "probabilities", "hidden", "input"]
+    assert list(got) == [
+        *("digit", "confidence", "probabilities", "hidden", "pre_activations", "sha256", "input")
+    ]
     digit, _ = load_digit(io.BytesIO(body), "x")
     assert got["input"] == digit.tolist()
     *hidden, probs = expected_hidden(weights, digit)
