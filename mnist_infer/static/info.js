@@ -1,0 +1,32 @@
+// The facts about the weights served, at the foot of the page.
+
+export function showInfo(dl, info) {
+  const name = info.weights.split(/[\\/]/).pop();
+  const rows = [
+    ["Layers", info.sizes.join(" → ")],
+    ["Parameters", info.parameters.toLocaleString("en")],
+    ["Dtype", info.dtype],
+    ["Weights", name, info.weights],
+    ["SHA-256", info.sha256.slice(0, 16) + "…", info.sha256],
+  ];
+  const acc = info.metadata && info.metadata.test_accuracy;
+  if (typeof acc === "number") rows.push(["Test accuracy", `${(acc * 100).toFixed(2)}%`]);
+  dl.replaceChildren(
+    ...rows.map(([k, v, full]) => {
+      const div = document.createElement("div");
+      const dt = document.createElement("dt");
+      const dd = document.createElement("dd");
+      dt.textContent = k;
+      if (full) {
+        const code = document.createElement("code");
+        code.textContent = v;
+        code.title = full;
+        dd.append(code);
+      } else {
+        dd.textContent = v;
+      }
+      div.append(dt, dd);
+      return div;
+    }),
+  );
+}
