@@ -12,19 +12,13 @@ export class RequestError extends Error {
   }
 }
 
-async function request(path, options = {}) {
-  const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), TIMEOUT_MS);
+// One request and its JSON answer, or a RequestError.
+async function exchange(path, options, signal) {
   let res;
   try {
-    res = await fetch(path, { ...options, signal: abort.signal, cache: "no-store" });
+    res = await fetch(path, { ...options, signal, cache: "no-store" });
   } catch (err) {
-    if (abort.signal.aborted) {
-      throw new RequestError("timeout", `the server did not answer within ${TIMEOUT_MS / 1000} s`);
-    }
     throw new RequestError("offline", `no answer from the server (${err.message})`);
-  } finally {
-    clearTimeout(timer);
   }
   let data;
   try {
@@ -39,14 +33,33 @@ async function request(path, options = {}) {
   return data;
 }
 
+// The exchange, given up after TIMEOUT_MS (headers and body alike) or when `cancel` aborts.
+async function request(path, options = {}, cancel = null) {
+  const abort = new AbortController();
+  cancel?.addEventListener("abort", () => abort.abort());
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => {
+      reject(new RequestError("timeout", `the server did not answer within ${TIMEOUT_MS / 1000} s`));
+      abort.abort();
+    }, TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([exchange(path, options, abort.signal), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The weights served: sizes, names, metadata and each hidden unit's favourite digit. */
 export function getInfo() {
   return request("/api/info");
 }
 
-/** The forward pass of an image (a Blob or File). */
-export function predict(image) {
-  return request("/api/predict", { method: "POST", body: image, headers: { "Content-Type": image.type || "application/octet-stream" } });
+/** The forward pass of an image (a Blob or File); `cancel` (an AbortSignal) gives it up. */
+export function predict(image, cancel = null) {
+  const headers = { "Content-Type": image.type || "application/octet-stream" };
+  return request("/api/predict", { method: "POST", body: image, headers }, cancel);
 }
 
 /** One unit's bias and weights. */

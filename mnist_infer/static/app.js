@@ -19,7 +19,7 @@ const state = {
   flow: null, // the steps on the page
   ink: false, // something on the pad worth predicting
   dirty: false, // changed since the last request
-  busy: false, // a request is in flight
+  busy: null, // the request in flight: { cancel, waiting }
   announce: false, // the next answer for a finished stroke is said to screen readers
   timer: 0,
   sent: 0, // time of the last request
@@ -42,9 +42,21 @@ function mark() {
 function changed(final) {
   state.ink = true;
   state.dirty = true;
-  if (final) state.announce = true;
+  if (final) {
+    state.announce = true;
+    supersede(); // the finished drawing is asked about at once
+  }
   mark();
   schedule(final);
+}
+
+// Give up the request in flight: its answer would be for an unfinished drawing.
+function supersede() {
+  if (!state.busy) return;
+  clearTimeout(state.busy.waiting);
+  state.busy.cancel.abort();
+  state.busy = null;
+  verdict.waiting(false);
 }
 
 function schedule(now) {
@@ -57,23 +69,27 @@ function schedule(now) {
 async function send() {
   if (!state.dirty || !state.ink || state.busy) return;
   state.dirty = false;
-  state.busy = true;
   state.sent = performance.now();
   const image = state.file || pad.encode();
   const name = state.file ? state.file.name : "Your drawing";
-  const waiting = setTimeout(() => verdict.waiting(true), WAITING_SHOWN_MS);
+  const mine = { cancel: new AbortController(), waiting: setTimeout(() => verdict.waiting(true), WAITING_SHOWN_MS) };
+  state.busy = mine;
+  mark();
   try {
-    const answer = await api.predict(image);
+    const answer = await api.predict(image, mine.cancel.signal);
+    if (state.busy !== mine) return; // superseded
     if (answer.sha256 !== state.info?.sha256) await loadInfo(); // other weights are served now
-    if (state.ink) show(answer);
+    if (state.busy === mine && state.ink) show(answer);
   } catch (err) {
-    if (state.ink) failed(err, name);
+    if (state.busy === mine && state.ink) failed(err, name);
   } finally {
-    clearTimeout(waiting);
-    verdict.waiting(false);
-    state.busy = false;
-    if (state.dirty) schedule(!pad.drawing);
-    mark();
+    if (state.busy === mine) {
+      clearTimeout(mine.waiting);
+      verdict.waiting(false);
+      state.busy = null;
+      if (state.dirty) schedule(!pad.drawing);
+      mark();
+    }
   }
 }
 
@@ -132,6 +148,7 @@ async function loadInfo() {
 // --- controls ------------------------------------------------------------------------------------
 
 function clearPad() {
+  supersede();
   pad.clear();
   state.ink = false;
   state.dirty = false;
@@ -147,6 +164,8 @@ async function useFile(file) {
   clearPad();
   state.file = file;
   state.ink = true;
+  state.dirty = true;
+  mark();
   verdict.status(`${file.name}: sent as it is; drawing on it sends the picture on the pad.`);
   await pad.showImage(file);
   if (state.file === file) changed(true);
