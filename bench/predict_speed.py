@@ -106,7 +106,7 @@ def main() -> None:
     if args.loop:
         plain_loop(*args.loop)
         return
-    from mnist_infer.weights import weights_path
+    from mnist_infer.shipped import weights_path
 
     weights = str(weights_path(args.weights))
     folder = _pngs(10_000)

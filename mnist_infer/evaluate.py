@@ -13,7 +13,8 @@ import numpy as np
 from mnist_infer import report
 from mnist_infer.dataset import load_arrays
 from mnist_infer.network import Network
-from mnist_infer.weights import read_weights, weights_path
+from mnist_infer.shipped import weights_path
+from mnist_infer.weights import read_weights
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

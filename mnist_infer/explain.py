@@ -13,8 +13,9 @@ from mnist_infer.errors import ImageError
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from mnist_infer.image import Digit, Invert
+    from mnist_infer.image import Invert
     from mnist_infer.network import Network
+    from mnist_infer.preprocess import Digit
 
 STRONGEST = 3  # units named per step in the text
 TOP_JSON = 5  # units listed per step in the JSON
@@ -94,7 +95,8 @@ def explain_image(
     """The forward pass of the image file at `path` (`-`: standard input) through the weights."""
     from mnist_infer.network import Network
     from mnist_infer.predict import STDIN, Failure, predict_files
-    from mnist_infer.weights import load_weights, weights_path
+    from mnist_infer.shipped import weights_path
+    from mnist_infer.weights import load_weights
 
     net = Network(load_weights(weights_path(weights)), copy=False)
     if path != STDIN and os.path.isdir(path):

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mnist_infer.checks import check_params
 from mnist_infer.errors import UsageError
 from mnist_infer.functions import softmax
 from mnist_infer.layers import Affine, Layer, Sigmoid, SoftmaxWithLoss
-from mnist_infer.weights import check_params
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike, NDArray

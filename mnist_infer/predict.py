@@ -14,12 +14,13 @@ from typing import IO, TYPE_CHECKING, Protocol
 import numpy as np
 
 from mnist_infer.errors import ImageError, MnistInferError
-from mnist_infer.image import Invert, load_digit
+from mnist_infer.image import load_digit
+from mnist_infer.preprocess import Invert
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from mnist_infer.image import Digit
+    from mnist_infer.preprocess import Digit
 
     Decoded = tuple[str, Digit | None, tuple[str, ...], str | None]  # path, digit, notes, error
     Loaded = tuple[str, Digit | bytes | None, tuple[str, ...], str | None]  # bytes from a worker
@@ -356,7 +357,8 @@ def predict_files(
 def load_network(path: str | os.PathLike[str] | None = None) -> Classifier:
     """The network for the weights at `path` (default: the shipped weights)."""
     from mnist_infer.network import Network
-    from mnist_infer.weights import load_weights, weights_path
+    from mnist_infer.shipped import weights_path
+    from mnist_infer.weights import load_weights
 
     return Network(load_weights(weights_path(path)), copy=False)  # arrays nobody else holds
 

@@ -61,7 +61,8 @@ class App:
         body_budget: int | None = None,
     ) -> None:
         from mnist_infer.network import Network
-        from mnist_infer.weights import default_weights_path, describe, load_weights
+        from mnist_infer.shipped import default_weights_path
+        from mnist_infer.weights import describe, load_weights
 
         path = Path(weights_path) if weights_path is not None else default_weights_path()
         d = describe(path)

@@ -188,7 +188,7 @@ class _Run:
         """Load the checkpoint beside out; its options must match the current ones."""
         import zipfile
 
-        from mnist_infer.weights import check_params
+        from mnist_infer.checks import check_params
 
         wpath, spath = checkpoint_paths(out)
         if not spath.is_file():

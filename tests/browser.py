@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from test_serve import running
 
-from mnist_infer.weights import SMALL_NAME, default_weights_path
+from mnist_infer.shipped import SMALL_NAME, default_weights_path
 
 CHROMIUM = next(
     (p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and os.path.exists(p)), None

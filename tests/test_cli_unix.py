@@ -295,7 +295,7 @@ def test_other_broken_pipes_are_still_errors(monkeypatch: pytest.MonkeyPatch) ->
         raise BrokenPipeError(32, "Broken pipe")  # e.g. from a worker, not from stdout
 
     monkeypatch.setattr(mnist_infer.weights, "describe", describe)
-    monkeypatch.setattr("mnist_infer.cli._stdout_closed", lambda: False)
+    monkeypatch.setattr("mnist_infer.commands.output._stdout_closed", lambda: False)
     res = run("info")
     assert res.exit_code == 1
     assert res.stderr == "Error: a pipe was closed by the other side ([Errno 32] Broken pipe)\n"

@@ -16,7 +16,8 @@ from mnist_infer.evaluate import evaluate
 from mnist_infer.idx import write_idx
 from mnist_infer.network import Network
 from mnist_infer.report import calibration_error, confusion_matrix
-from mnist_infer.weights import default_weights_path, load_weights
+from mnist_infer.shipped import default_weights_path
+from mnist_infer.weights import load_weights
 
 N_TEST, N_TRAIN = 57, 33
 

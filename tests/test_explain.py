@@ -16,9 +16,11 @@ from test_serve import drawing, mnist_like
 
 from mnist_infer import explore
 from mnist_infer.cli import cli
-from mnist_infer.image import load_digit, to_art
+from mnist_infer.export import to_art
+from mnist_infer.image import load_digit
 from mnist_infer.network import Network
-from mnist_infer.weights import default_weights_path, load_weights
+from mnist_infer.shipped import default_weights_path
+from mnist_infer.weights import load_weights
 
 FORMATS = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 NAMES = ["x", "a1", "z1", "a2", "z2", "a3", "y"]

@@ -10,7 +10,8 @@ import pytest
 from mnist_infer import explore
 from mnist_infer.errors import NoSuchUnitError, UsageError
 from mnist_infer.network import Network
-from mnist_infer.weights import default_weights_path, load_weights
+from mnist_infer.shipped import default_weights_path
+from mnist_infer.weights import load_weights
 
 
 @pytest.fixture

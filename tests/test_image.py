@@ -11,10 +11,11 @@ import pytest
 from PIL import Image
 from textbook import real_test_set
 
-from mnist_infer import image
+from mnist_infer import decode, export, image, preprocess
 from mnist_infer.errors import ImageError
 from mnist_infer.network import Network
-from mnist_infer.weights import default_weights_path, load_weights
+from mnist_infer.shipped import default_weights_path
+from mnist_infer.weights import load_weights
 
 RNG_SEED = 20240611
 
@@ -26,7 +27,7 @@ def _stroke_digit() -> np.ndarray:
 
     d = ImageDraw.Draw(big)
     d.line([(30, 24), (82, 24), (50, 92)], fill=255, width=10)
-    digit = image.normalize(np.asarray(big, np.float32) / 255)
+    digit = preprocess.normalize(np.asarray(big, np.float32) / 255)
     return digit
 
 
@@ -173,7 +174,7 @@ def test_photo_of_a_digit_is_recognised(
 def test_mnist_digits_come_out_nearly_unchanged(real_mnist_dir: Path) -> None:
     x, _ = real_test_set(real_mnist_dir)
     x = x[:1000].reshape(-1, 28, 28)
-    out = np.stack([image.normalize(d / np.float32(255)) for d in x])
+    out = np.stack([preprocess.normalize(d / np.float32(255)) for d in x])
     diff = np.abs(out.astype(int) - x)
     assert diff.mean() < 0.1
     assert np.mean(diff.max(axis=(1, 2)) <= 1) >= 0.99
@@ -251,7 +252,7 @@ def test_opaque_rgba_ignores_alpha() -> None:
         ("black_on_white", "yes"),
     ],
 )
-def test_invert(picture: str, invert: image.Invert) -> None:
+def test_invert(picture: str, invert: preprocess.Invert) -> None:
     x = SEVEN if picture == "white_on_black" else 255 - SEVEN
     assert np.array_equal(image.preprocess(Image.fromarray(x), invert), SEVEN)
 
@@ -261,7 +262,7 @@ def test_invert(picture: str, invert: image.Invert) -> None:
 )
 @pytest.mark.parametrize("side", [28, 200])  # small pictures, and photos that get flattened
 def test_wrong_invert_finds_no_ink(
-    picture: np.ndarray, invert: image.Invert, ink: str, side: int
+    picture: np.ndarray, invert: preprocess.Invert, ink: str, side: int
 ) -> None:
     img = Image.fromarray(picture).resize((side, side), Image.Resampling.BICUBIC)
     with pytest.raises(ImageError) as err:
@@ -391,12 +392,12 @@ def test_as_is_needs_28x28() -> None:
 
 
 def test_art_shows_the_digit() -> None:
-    art = image.to_art(SEVEN).split("\n")
+    art = export.to_art(SEVEN).split("\n")
     assert len(art) == 28
     assert all(len(row) == 56 for row in art)
     assert art[0] == " " * 56
     assert "@" in "".join(art)
-    assert image.to_art(np.full((28, 28), 255, np.uint8)) == "\n".join(["@" * 56] * 28)
+    assert export.to_art(np.full((28, 28), 255, np.uint8)) == "\n".join(["@" * 56] * 28)
 
 
 # --- the preprocessing steps for photos and scans, each on its own ---------------------
@@ -415,9 +416,9 @@ def _seven_ink(side: int, width: int) -> np.ndarray:
 
 def test_noise_level_never_collapses_to_zero() -> None:
     flat = np.zeros(400, np.float32)
-    assert image.noise_level(flat, 0.0) == image.QUANT
+    assert preprocess.noise_level(flat, 0.0) == preprocess.QUANT
     noisy = np.random.default_rng(0).normal(0.5, 0.05, 4000).astype(np.float32)
-    assert image.noise_level(noisy, 0.5) == pytest.approx(0.05, rel=0.1)
+    assert preprocess.noise_level(noisy, 0.5) == pytest.approx(0.05, rel=0.1)
 
 
 @pytest.mark.parametrize("width", [2, 3, 4])
@@ -449,7 +450,7 @@ def test_paper_texture_and_jpeg_ringing_are_no_ink() -> None:
 
 def test_otsu_splits_two_levels() -> None:
     a = np.r_[np.full(500, 0.2), np.full(300, 0.8)].astype(np.float32)
-    assert 0.2 < image.otsu(a) < 0.8
+    assert 0.2 < preprocess.otsu(a) < 0.8
 
 
 def test_largest_region_keeps_the_bigger_blob() -> None:
@@ -459,7 +460,7 @@ def test_largest_region_keeps_the_bigger_blob() -> None:
     m[5, 15] = True
     want = np.zeros_like(m)
     want[8:18, 10:14] = True
-    np.testing.assert_array_equal(image.largest_region(m), want)
+    np.testing.assert_array_equal(preprocess.largest_region(m), want)
 
 
 def _page(angle: float) -> np.ndarray:
@@ -497,13 +498,13 @@ def _tables() -> dict[str, np.ndarray]:
 def test_page_on_a_table_is_found_before_the_ink(table: str, angle: float) -> None:
     r = np.random.default_rng(5)
     photo_ = _page_on(_tables()[table], angle, r)
-    found = image.find_page(photo_)
+    found = preprocess.find_page(photo_)
     # everything left of the page is paper now, and the ink is still there
     assert found.min() < 0.3
     assert np.abs(found[:, :5] - 0.9).max() < 0.05
     img = Image.fromarray(np.clip(photo_ * 255 + 0.5, 0, 255).astype(np.uint8))
     out, _ = image.load_digit(_png(img, "JPEG", quality=85), "table.jpg")
-    want = image.normalize(_page(angle))
+    want = preprocess.normalize(_page(angle))
     assert _box(out) == _box(want)
     assert _shifted_difference(out, want) < 10
 
@@ -518,7 +519,7 @@ def test_page_on_a_table_is_found_before_the_ink(table: str, angle: float) -> No
 )
 def test_no_page_means_the_picture_is_kept(picture: np.ndarray) -> None:
     picture = picture.astype(np.float32)
-    np.testing.assert_array_equal(image.find_page(picture), picture)
+    np.testing.assert_array_equal(preprocess.find_page(picture), picture)
 
 
 @pytest.mark.parametrize("squared", [False, True])
@@ -528,7 +529,7 @@ def test_ruled_lines_go_and_the_digit_stays(squared: bool) -> None:
     if squared:
         on[:, ::25] = True
     on[55:72, 40:260] = True  # a thick bar as wide as the lines: a digit's, not the paper's
-    found = image.ruled_lines(on)
+    found = preprocess.ruled_lines(on)
     assert found[::25, 0].all()
     assert not found[55:72, 1:25].any()
     assert found[:, ::25].all() == squared
@@ -558,10 +559,10 @@ def test_tiny_scan_touching_its_frame_is_enlarged_with_a_margin() -> None:
     scan = np.ones((8, 8), np.float32)
     scan[:, 3:5] = 0.0  # a '1' from the top edge to the bottom edge
     scan[0, 2] = 0.0
-    big = image.enlarge_tiny(scan)
-    assert big.shape[0] >= 2 * image.TINY
-    assert image._border(big).min() == 1.0  # a margin of the background all round
-    out = image.normalize(scan)
+    big = preprocess.enlarge_tiny(scan)
+    assert big.shape[0] >= 2 * preprocess.TINY
+    assert preprocess.border(big).min() == 1.0  # a margin of the background all round
+    out = preprocess.normalize(scan)
     assert _box(out)[0] == 20
 
 
@@ -569,12 +570,12 @@ def test_digits_already_in_mnist_form_skip_the_steps_unchanged(
     sample: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     digits = sample[0]
-    fast = [image._mnist_form(d) for d in digits]
+    fast = [preprocess._mnist_form(d) for d in digits]
     assert sum(fast) > len(digits) // 2
     quick = [image.preprocess(Image.fromarray(d)) for d in digits]
-    monkeypatch.setattr(image, "_mnist_form", lambda d: False)
+    monkeypatch.setattr(preprocess, "_mnist_form", lambda d: False)
     for d, f, q in zip(digits, fast, quick, strict=True):
-        full = image.normalize(d.astype(np.float32) * np.float32(1 / 255))
+        full = preprocess.normalize(d.astype(np.float32) * np.float32(1 / 255))
         np.testing.assert_array_equal(q, full)
         if f:
             np.testing.assert_array_equal(d, full)
@@ -608,31 +609,31 @@ def _gap(d: np.ndarray) -> np.ndarray:
 def test_near_mnist_form_goes_through_the_steps(
     change: Callable, sample: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    d = next(d for d in sample[0] if image._mnist_form(d))
-    assert not image._mnist_form(change(d).astype(np.uint8))
+    d = next(d for d in sample[0] if preprocess._mnist_form(d))
+    assert not preprocess._mnist_form(change(d).astype(np.uint8))
 
 
 @pytest.mark.parametrize("level", [0.0, 0.5, 1.0])
 def test_big_single_colour_image_has_no_digit(level: float) -> None:
     g = np.full((200, 300), level, np.float32)
-    assert image.otsu(g) == pytest.approx(level, abs=1 / 255)
-    np.testing.assert_array_equal(image.find_page(g), g)
+    assert preprocess.otsu(g) == pytest.approx(level, abs=1 / 255)
+    np.testing.assert_array_equal(preprocess.find_page(g), g)
     with pytest.raises(ImageError) as err:
-        image.normalize(g, name="flat.png")
+        preprocess.normalize(g, name="flat.png")
     assert str(err.value) == "flat.png: no digit found (blank or single-colour image)"
 
 
 @pytest.mark.parametrize("invert", ["auto", "yes", "no"])
 @pytest.mark.parametrize("border", [0, 127, 128, 255])
-def test_as_is_on_8_bit_grey_is_the_float_path(invert: image.Invert, border: int) -> None:
+def test_as_is_on_8_bit_grey_is_the_float_path(invert: preprocess.Invert, border: int) -> None:
     r = np.random.default_rng(border)
     d = r.integers(0, 256, (28, 28)).astype(np.uint8)
     d[:, :2] = border - 1 if border else 0  # a border whose median sits on either side of 0.5
     d[:, -2:] = border
     d[0], d[-1] = border, border - 1 if border else 0
     img = Image.fromarray(d)
-    g = image.to_gray(img)
-    flip = invert == "yes" or (invert == "auto" and image._med(image._border(g)) > 0.5)
+    g = decode.to_gray(img)
+    flip = invert == "yes" or (invert == "auto" and preprocess.median(preprocess.border(g)) > 0.5)
     want = ((1 - g if flip else g) * 255 + 0.5).astype(np.uint8)
     np.testing.assert_array_equal(image.as_is(img, invert), want)
 

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from mnist_infer import png
-from mnist_infer.image import _small_png, load_digit
+from mnist_infer.decode import small_png
+from mnist_infer.image import load_digit
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -179,7 +180,7 @@ def test_a_declined_stream_is_left_where_it_was() -> None:
     data = encode(digits(), [0] * 28, before=[_chunk(b"tRNS", b"\x00\x00")])
     stream = io.BytesIO(data)
     stream.seek(3)
-    assert _small_png(stream) is None
+    assert small_png(stream) is None
     assert stream.tell() == 3
 
 

@@ -19,10 +19,11 @@ from PIL import Image, ImageDraw
 from textbook import real_test_set
 
 from mnist_infer.cli import cli
-from mnist_infer.image import SIZE, normalize
 from mnist_infer.network import Network
 from mnist_infer.predict import SUFFIXES
-from mnist_infer.weights import default_weights_path, load_weights
+from mnist_infer.preprocess import SIZE, normalize
+from mnist_infer.shipped import default_weights_path
+from mnist_infer.weights import load_weights
 
 FOLDER_KINDS = ", ".join(sorted(SUFFIXES))
 

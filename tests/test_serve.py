@@ -28,7 +28,8 @@ from mnist_infer.cli import cli
 from mnist_infer.functions import sigmoid, softmax
 from mnist_infer.image import load_digit
 from mnist_infer.network import Network, _cpus
-from mnist_infer.weights import default_weights_path, file_sha256, load_weights, read_metadata
+from mnist_infer.shipped import default_weights_path
+from mnist_infer.weights import file_sha256, load_weights, read_metadata
 
 STATIC = Path(sv.__file__).parent / "static"
 FORMATS = "PNG, JPEG, BMP, GIF, TIFF or WebP"

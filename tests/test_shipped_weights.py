@@ -14,14 +14,9 @@ from click.testing import CliRunner
 from textbook import real_test_set, textbook_labels
 
 from mnist_infer.cli import cli
-from mnist_infer.weights import SHIPPED as NAMES
-from mnist_infer.weights import (
-    default_weights_path,
-    file_sha256,
-    load_weights,
-    read_metadata,
-    weights_path,
-)
+from mnist_infer.shipped import SHIPPED as NAMES
+from mnist_infer.shipped import default_weights_path, weights_path
+from mnist_infer.weights import file_sha256, load_weights, read_metadata
 
 SHIPPED = default_weights_path(check=False)
 # short name: (hidden layer sizes, least test accuracy)

@@ -12,7 +12,7 @@ from PIL import Image
 from textbook import real_test_set
 
 from mnist_infer.cli import cli
-from mnist_infer.weights import default_weights_path
+from mnist_infer.shipped import default_weights_path
 
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
 

@@ -24,17 +24,14 @@ from PIL import Image
 from mnist_infer.cli import cli
 from mnist_infer.errors import UnsafePickleError, UsageError, WeightsError
 from mnist_infer.network import Network
+from mnist_infer.shipped import DEFAULT_NAME, SHIPPED, default_weights_path, weights_path
 from mnist_infer.weights import (
-    DEFAULT_NAME,
-    SHIPPED,
-    default_weights_path,
     describe,
     file_sha256,
     load_weights,
     read_metadata,
     read_weights,
     save_weights,
-    weights_path,
 )
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,0 +1,1 @@
+"""The commands of `mnist-infer`, one module each; cli.py gathers them into the group."""
