@@ -45,16 +45,18 @@ def serve(
     workers: int | None,
     max_upload: int,
 ) -> None:
-    """Serve the draw-a-digit page and a JSON API (/api/info, POST /api/predict).
+    """Serve the draw-a-digit page and a JSON API (/api/info, POST /api/predict, /api/unit).
 
-    Draw a digit in the browser and watch the network's forward pass: the 28x28 input,
-    both hidden layers and the ten probabilities. Prints the URL; Ctrl-C or SIGTERM stops
-    the server (exit 0).
+    Draw a digit in the browser and follow the network's forward pass step by step: the
+    28x28 input, every hidden unit (open one to see its weights), the scores and the ten
+    probabilities. Prints the URL; Ctrl-C or SIGTERM stops the server (exit 0).
 
     GET /api/info describes the weights; POST /api/predict with an image file as the body
     (any format predict reads; ?raw=1 as --no-preprocess) answers {"digit", "confidence",
-    "probabilities", "hidden", "input"}. Errors are JSON {"error"} with status 400, 404,
-    405 or 413. Only this machine can connect unless --host says otherwise.
+    "probabilities", "hidden", "pre_activations", "sha256", "input"}; GET
+    /api/unit?layer=L&unit=J answers {"layer", "unit", "bias", "incoming", "outgoing", …}.
+    Errors are JSON {"error"} with status 400, 404, 405 or 413. Only this machine can
+    connect unless --host says otherwise.
 
     \b
     Examples:
