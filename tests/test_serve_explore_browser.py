@@ -161,6 +161,26 @@ def test_a_unit_opens_and_closes_by_keyboard(browser: Any, urls: dict[str, str])
     assert errors == []
 
 
+@pytest.mark.parametrize(("weights", "layer", "unit"), [("default", 1, 7), ("small", 2, 99)])
+def test_a_unit_opens_by_its_number(
+    browser: Any, urls: dict[str, str], weights: str, layer: int, unit: int
+) -> None:
+    page, errors = drawn(browser, urls[weights])
+    box = page.locator(f"#step-{layer} .find-unit")
+    box.fill(str(unit))
+    box.press("Enter")
+    opened(page)
+    assert page.text_content("#unit-title") == f"Hidden layer {layer}, unit {unit}"
+    cell = page.locator(f"#step-{layer} .unit[data-unit='{unit}']")
+    assert cell.get_attribute("aria-expanded") == "true"
+    box.fill(str(HIDDEN[weights][layer - 1]))  # one past the last: the form does not send it
+    box.press("Enter")
+    assert page.text_content("#unit-title") == f"Hidden layer {layer}, unit {unit}"
+    assert page.evaluate("el => el.validity.valid", box.element_handle()) is False
+    page.context.close()
+    assert errors == []
+
+
 @pytest.mark.parametrize("weights", ["default", "small"])
 def test_deeper_and_output_units(browser: Any, urls: dict[str, str], weights: str) -> None:
     page, errors = drawn(browser, urls[weights])

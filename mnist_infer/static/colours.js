@@ -1,7 +1,13 @@
 // Colour maps: activations 0..1 (viridis) and signed weights (blue - white - red, zero white).
 
 // Viridis, dark purple (0) to yellow (1): perceptually even and readable with colour blindness.
-const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+const VIRIDIS = [
+  [68, 1, 84],
+  [59, 82, 139],
+  [33, 145, 140],
+  [94, 201, 98],
+  [253, 231, 37],
+];
 // Blue (most negative), white (zero), red (most positive).
 const NEGATIVE = [33, 102, 172];
 const ZERO = [247, 247, 247];

@@ -52,7 +52,11 @@ function equation(L, sizes) {
     "p",
     { class: "eq" },
     el("code", {}, `a${L} = ${below(L, n)} · W${L} + b${L}`),
-    el("span", { class: "shapes" }, `${shape(1, sizes[L - 1])} · ${shape(sizes[L - 1], sizes[L])} + ${shape(sizes[L])} → ${shape(1, sizes[L])}`),
+    el(
+      "span",
+      { class: "shapes" },
+      `${shape(1, sizes[L - 1])} · ${shape(sizes[L - 1], sizes[L])} + ${shape(sizes[L])} → ${shape(1, sizes[L])}`,
+    ),
     el("code", {}, `${out(L, n)} = ${f}(a${L})`),
     el("span", { class: "shapes" }, shape(1, sizes[L])),
   );
@@ -104,7 +108,13 @@ function orderWords(L) {
 // --- the steps --------------------------------------------------------------------------
 
 function inputStep() {
-  const canvas = el("canvas", { id: "input", width: "28", height: "28", role: "img", "aria-label": "The 28 by 28 digit the network sees" });
+  const canvas = el("canvas", {
+    id: "input",
+    width: "28",
+    height: "28",
+    role: "img",
+    "aria-label": "The 28 by 28 digit the network sees",
+  });
   const live = el("p", { class: "live" }, "No digit yet.");
   const li = el(
     "li",
@@ -129,19 +139,62 @@ function hiddenStep(L, sizes, layer, onOpen) {
     el("p", { class: "words" }, hiddenWords(L, sizes)),
     el("p", { class: "order" }, orderWords(L)),
     units,
+    findForm(L, n, onOpen),
     live,
   );
   const grid = buildGrid(units, layer, onOpen);
   return { li, live, grid };
 }
 
+// Open a unit by its number: "what does unit 7 look for?" without hunting through the grid.
+function findForm(L, n, onOpen) {
+  const input = el("input", {
+    type: "number",
+    min: "0",
+    max: String(n - 1),
+    step: "1",
+    required: "",
+    inputmode: "numeric",
+    class: "find-unit",
+  });
+  const form = el(
+    "form",
+    { class: "find" },
+    el("label", {}, `Open unit number (0 to ${n - 1}) `, input),
+    el("button", { type: "submit" }, "Open"),
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    onOpen(L, Number(input.value));
+  });
+  return form;
+}
+
 function outputStep(L, sizes, onOpen) {
   const bars = el("ol", { id: "bars", class: "bars", "aria-label": `Each digit's score a${L} and probability y` });
   for (let d = 0; d < 10; d++) {
-    const open = el("button", { type: "button", class: "digit-unit", "data-layer": String(L), "data-unit": String(d), "aria-controls": "unit", "aria-expanded": "false" }, String(d));
+    const open = el(
+      "button",
+      {
+        type: "button",
+        class: "digit-unit",
+        "data-layer": String(L),
+        "data-unit": String(d),
+        "aria-controls": "unit",
+        "aria-expanded": "false",
+      },
+      String(d),
+    );
     open.addEventListener("click", () => onOpen(L, d));
     bars.append(
-      el("li", {}, open, el("span", { class: "logit" }, "–"), el("span", { class: "track" }, el("span", { class: "fill" })), el("span", { class: "p" }, "–")),
+      el(
+        "li",
+        {},
+        open,
+        el("span", { class: "logit" }, "–"),
+        el("span", { class: "track" }, el("span", { class: "fill" })),
+        el("span", { class: "p" }, "–"),
+      ),
     );
   }
   const li = el(
@@ -150,7 +203,13 @@ function outputStep(L, sizes, onOpen) {
     el("h3", {}, "Output layer: 10 units, one per digit"),
     equation(L, sizes),
     el("p", { class: "words" }, outputWords(L, sizes)),
-    el("p", { class: "bars-head", "aria-hidden": "true" }, el("span", {}, "digit"), el("span", {}, `score a${L}`), el("span", {}, "probability y")),
+    el(
+      "p",
+      { class: "bars-head", "aria-hidden": "true" },
+      el("span", {}, "digit"),
+      el("span", {}, `score a${L}`),
+      el("span", {}, "probability y"),
+    ),
     bars,
   );
   return { li, bars };
@@ -172,7 +231,10 @@ function showHidden(step, L, zs, onOpen) {
     b.addEventListener("click", () => onOpen(L, j));
     return el("span", {}, b, ` ${v.toFixed(2)}`);
   });
-  step.live.replaceChildren(`${above} of ${zs.length} units above 0.5. Strongest now: `, ...chips.flatMap((c, i) => (i ? [", ", c] : [c])));
+  step.live.replaceChildren(
+    `${above} of ${zs.length} units above 0.5. Strongest now: `,
+    ...chips.flatMap((c, i) => (i ? [", ", c] : [c])),
+  );
   step.grid.paint(zs);
 }
 

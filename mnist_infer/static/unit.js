@@ -28,7 +28,13 @@ function map28(label, cls = "") {
 function legend(max) {
   const bar = el("span", { class: "ramp" });
   bar.style.background = gradient("diverging");
-  return el("p", { class: "legend", "aria-hidden": "true" }, `${plain(-max, 2)} or less`, bar, `${num(max)} or more (white: 0)`);
+  return el(
+    "p",
+    { class: "legend", "aria-hidden": "true" },
+    `${plain(-max, 2)} or less`,
+    bar,
+    `${num(max)} or more (white: 0)`,
+  );
 }
 
 // --- the parts of the panel -------------------------------------------------------------------
@@ -99,7 +105,18 @@ function incomingPart(ctx) {
     "table",
     { class: "incoming" },
     el("caption", {}, `Strongest of its ${u.incoming.length} incoming weights (from hidden layer ${L - 1})`),
-    el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "from"), el("th", { scope: "col" }, "weight w"), el("th", { scope: "col" }, `z${L - 1} now`), el("th", { scope: "col" }, "z · w"))),
+    el(
+      "thead",
+      {},
+      el(
+        "tr",
+        {},
+        el("th", { scope: "col" }, "from"),
+        el("th", { scope: "col" }, "weight w"),
+        el("th", { scope: "col" }, `z${L - 1} now`),
+        el("th", { scope: "col" }, "z · w"),
+      ),
+    ),
     el("tbody", {}, ...rows),
   );
   const note = el("p", { class: "note" });
@@ -114,8 +131,14 @@ function incomingPart(ctx) {
     }
     const terms = inputs.map((v, k) => [k, v * u.incoming[k]]).sort((a, b) => b[1] - a[1]);
     const best = terms.slice(0, 3).map(([k, t]) => `unit ${k} (${num(t)})`);
-    const worst = terms.slice(-2).reverse().filter(([, t]) => t < 0).map(([k, t]) => `unit ${k} (${num(t)})`);
-    note.textContent = `For your digit the biggest pushes up come from ${best.join(", ")}` + (worst.length ? `; down from ${worst.join(", ")}.` : ".");
+    const worst = terms
+      .slice(-2)
+      .reverse()
+      .filter(([, t]) => t < 0)
+      .map(([k, t]) => `unit ${k} (${num(t)})`);
+    note.textContent =
+      `For your digit the biggest pushes up come from ${best.join(", ")}` +
+      (worst.length ? `; down from ${worst.join(", ")}.` : ".");
   };
   const part = el("div", { class: "deeper" }, el("div", { class: "maps" }, fig), table);
   part.append(legend(max), note);
@@ -126,35 +149,64 @@ function incomingPart(ctx) {
 function outgoingPart(ctx) {
   const { L, j, n, u, open } = ctx;
   if (L === n) {
-    return el("p", { class: "note" }, `No outgoing weights: this is the output. Softmax compares its score a${n}[${j}] with the other nine.`);
+    return el(
+      "p",
+      { class: "note" },
+      `No outgoing weights: this is the output. Softmax compares its score a${n}[${j}] with the other nine.`,
+    );
   }
   if (L === n - 1) {
-    const w = u.outgoing.slice().sort((a, b) => a.unit - b.unit).map((o) => o.weight);
+    const w = u.outgoing
+      .slice()
+      .sort((a, b) => a.unit - b.unit)
+      .map((o) => o.weight);
     const max = extent(w);
     const rows = w.map((v, d) => {
       const bar = el("span", { class: `push ${v < 0 ? "down" : "up"}` });
       bar.style.width = `${((Math.abs(v) / max) * 50).toFixed(1)}%`;
       bar.style.backgroundColor = css(diverging(v, max));
-      return el("li", { "aria-label": `digit ${d}: ${num(v)}` }, el("span", { class: "d" }, String(d)), el("span", { class: "axis" }, bar), el("span", { class: "w" }, num(v)));
+      return el(
+        "li",
+        { "aria-label": `digit ${d}: ${num(v)}` },
+        el("span", { class: "d" }, String(d)),
+        el("span", { class: "axis" }, bar),
+        el("span", { class: "w" }, num(v)),
+      );
     });
-    const ups = u.outgoing.filter((o) => o.weight > 0).slice(0, 2).map((o) => `${o.unit} (${num(o.weight)})`);
-    const downs = u.outgoing.filter((o) => o.weight < 0).slice(0, 2).map((o) => `${o.unit} (${num(o.weight)})`);
+    const ups = u.outgoing
+      .filter((o) => o.weight > 0)
+      .slice(0, 2)
+      .map((o) => `${o.unit} (${num(o.weight)})`);
+    const downs = u.outgoing
+      .filter((o) => o.weight < 0)
+      .slice(0, 2)
+      .map((o) => `${o.unit} (${num(o.weight)})`);
     return el(
       "div",
       {},
       el("h4", {}, `What it does to each digit's score: W${n}[${j}, :]`),
-      el("p", { class: "note" }, `When it is on, it pushes up ${ups.join(" and ") || "no digit"} and pushes down ${downs.join(" and ") || "no digit"}.`),
+      el(
+        "p",
+        { class: "note" },
+        `When it is on, it pushes up ${ups.join(" and ") || "no digit"} and pushes down ${downs.join(" and ") || "no digit"}.`,
+      ),
       el("ol", { class: "pushes", start: "0" }, ...rows),
     );
   }
-  const shown = u.outgoing.slice(0, OUTGOING_SHOWN).map((o) => el("li", {}, chip(L + 1, o.unit, `unit ${o.unit}`, open), ` ${num(o.weight)}`));
+  const shown = u.outgoing
+    .slice(0, OUTGOING_SHOWN)
+    .map((o) => el("li", {}, chip(L + 1, o.unit, `unit ${o.unit}`, open), ` ${num(o.weight)}`));
   const fav = u.digits.map((v, d) => [d, v]).sort((a, b) => b[1] - a[1]);
   return el(
     "div",
     {},
     el("h4", {}, `Strongest of its ${u.outgoing.length} outgoing weights (to hidden layer ${L + 1})`),
     el("ul", { class: "outgoing" }, ...shown),
-    el("p", { class: "note" }, `Followed on to the output (sigmoids ignored), it favours ${fav[0][0]} most and ${fav[9][0]} least.`),
+    el(
+      "p",
+      { class: "note" },
+      `Followed on to the output (sigmoids ignored), it favours ${fav[0][0]} most and ${fav[9][0]} least.`,
+    ),
   );
 }
 
@@ -163,7 +215,13 @@ function outgoingPart(ctx) {
 /** The panel; `open(L, j)` shows a unit, `show(answer)` updates its live values; getFlow()
  * gives the steps now on the page (they are rebuilt when other weights are served). */
 export function createUnitPanel(getFlow) {
-  const box = el("section", { id: "unit", class: "unit-panel", tabindex: "-1", "aria-labelledby": "unit-title", hidden: "" });
+  const box = el("section", {
+    id: "unit",
+    class: "unit-panel",
+    tabindex: "-1",
+    "aria-labelledby": "unit-title",
+    hidden: "",
+  });
   const cache = new Map();
   let current = null; // { L, j, update }
   let answer = null;
@@ -176,7 +234,11 @@ export function createUnitPanel(getFlow) {
 
   function fetchUnit(L, j) {
     const key = `${L}:${j}`;
-    if (!cache.has(key)) cache.set(key, getUnit(L, j).catch((err) => (cache.delete(key), Promise.reject(err))));
+    if (!cache.has(key))
+      cache.set(
+        key,
+        getUnit(L, j).catch((err) => (cache.delete(key), Promise.reject(err))),
+      );
     return cache.get(key);
   }
 
@@ -195,7 +257,12 @@ export function createUnitPanel(getFlow) {
     closeButton.addEventListener("click", close);
     const [sum, updateSum] = sumPart(ctx);
     const [detail, updateDetail] = L === 1 ? pixelsPart(ctx) : incomingPart(ctx);
-    box.replaceChildren(el("div", { class: "unit-head" }, el("h4", { id: "unit-title" }, unitName(L, j, n)), closeButton), sum, detail, outgoingPart(ctx));
+    box.replaceChildren(
+      el("div", { class: "unit-head" }, el("h4", { id: "unit-title" }, unitName(L, j, n)), closeButton),
+      sum,
+      detail,
+      outgoingPart(ctx),
+    );
     const update = () => {
       updateSum(answer, inputsOf(L));
       updateDetail(answer, inputsOf(L));
