@@ -13,6 +13,7 @@ import numpy as np
 from mnist_infer import report
 from mnist_infer.dataset import load_arrays
 from mnist_infer.network import Network
+from mnist_infer.novelty import Rule, rule_for_weights
 from mnist_infer.shipped import weights_path
 from mnist_infer.weights import read_weights
 
@@ -31,6 +32,9 @@ class Evaluation(NamedTuple):
     batch_size: int
     weights_path: Path
     weights_sha256: str
+    is_digit: NDArray[np.bool_] | None = None  # the not-a-digit rule's verdicts
+    rule: Rule | None = None
+    rule_problem: str | None = None  # why the weights' metadata (and rule) was not used
 
     @property
     def correct(self) -> int:
@@ -56,6 +60,8 @@ class Evaluation(NamedTuple):
             weights_path=self.weights_path,
             weights_sha256=self.weights_sha256,
             confidences=self.confidences,
+            is_digit=self.is_digit,
+            rule=self.rule,
         )
 
     def write_pictures(self, folder: str | os.PathLike[str]) -> list[Path]:
@@ -86,6 +92,7 @@ def evaluate(
     path = weights_path(weights)
     params, sha = read_weights(path)
     net = Network(params, copy=False)  # freshly read: no one else holds them
+    rule, problem = rule_for_weights(path, sha)
     quiet = not progress if quiet is None else quiet
     images, labels = load_arrays(split, cache_dir, mirrors=mirrors, quiet=quiet)
     if limit is not None:
@@ -97,9 +104,15 @@ def evaluate(
         bar = tqdm(total=len(images), unit="img", desc=f"evaluate {split}", leave=False)
     try:
         start = time.perf_counter()
-        preds, conf = net.classify(images, batch_size, on_batch=bar.update if bar else None)
+        energies = np.empty(len(images), np.float32) if rule.score == "energy" else None
+        preds, conf = net.classify(
+            images, batch_size, on_batch=bar.update if bar else None, energies=energies
+        )
         seconds = time.perf_counter() - start
     finally:
         if bar is not None:
             bar.close()
-    return Evaluation(images, labels, preds, conf, seconds, batch_size, path, sha)
+    is_digit = rule.accepts(conf if energies is None else energies)
+    return Evaluation(
+        images, labels, preds, conf, seconds, batch_size, path, sha, is_digit, rule, problem
+    )

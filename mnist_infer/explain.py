@@ -50,8 +50,12 @@ class Step:
 class Explanation:
     """The forward pass of one image, step by step, and why the winner won."""
 
-    def __init__(self, path: str, digit: Digit, net: Network, notes: tuple[str, ...]) -> None:
-        self.path, self.digit, self.notes = path, digit, notes
+    def __init__(
+        self, path: str, digit: Digit, net: Network, notes: tuple[str, ...], is_digit: bool = True
+    ) -> None:
+        """is_digit: the not-a-digit rule's verdict, as predict gives it."""
+        self.path, self.digit, self.notes, self.is_digit = path, digit, notes, is_digit
+        self.warning: str | None = None
         x = np.divide(digit.reshape(1, -1), 255, dtype=np.float32)  # as predict scales it
         pre, post = explore.forward(net, x)
         values = [x[0]]
@@ -92,19 +96,19 @@ def explain_image(
     raw: bool = False,
     stdin: IO[bytes] | None = None,
 ) -> Explanation:
-    """The forward pass of the image file at `path` (`-`: standard input) through the weights."""
-    from mnist_infer.network import Network
-    from mnist_infer.predict import STDIN, Failure, predict_files
-    from mnist_infer.shipped import weights_path
-    from mnist_infer.weights import load_weights
+    """The forward pass of the image file at `path` (`-`: standard input) through the weights,
+    judged digit or not by their not-a-digit rule as predict judges it."""
+    from mnist_infer.predict import STDIN, Failure, load_model, predict_files
 
-    net = Network(load_weights(weights_path(weights)), copy=False)
+    net, rule, problem = load_model(weights)
     if path != STDIN and os.path.isdir(path):
         raise ImageError(f"{path}: is a folder, expected one image file")
-    [result] = predict_files([path], net, invert=invert, raw=raw, stdin=stdin)
+    [result] = predict_files([path], net, invert=invert, raw=raw, stdin=stdin, rule=rule)
     if isinstance(result, Failure):
         raise ImageError(result.message)
-    return Explanation(path, result.digit, net, result.notes)
+    e = Explanation(path, result.digit, net, result.notes, result.is_digit)
+    e.warning = problem  # why the weights' metadata (and its rule) could not be used
+    return e
 
 
 # --- as text --------------------------------------------------------------------
@@ -112,7 +116,13 @@ def explain_image(
 
 def to_text(e: Explanation, art: str) -> str:
     """The digit as `art`, one line per step, why the winner won, the probabilities."""
-    lines = [f"{e.path}: {e.label} ({e.probs[e.label]:.1%} sure)", "", art, ""]
+    sure = f"{e.probs[e.label]:.1%}"
+    head = (
+        f"{e.label} ({sure} sure)"
+        if e.is_digit
+        else f"not a digit (looks most like {e.label}, {sure})"
+    )
+    lines = [f"{e.path}: {head}", "", art, ""]
     lines.append("The forward pass, in the book's notation (#k is unit k, from 0):")
     rows = [_step_row(s) for s in e.steps]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
@@ -173,13 +183,15 @@ def _bars(probs: NDArray[np.floating], width: int = 40) -> list[str]:
 
 
 def to_json(e: Explanation) -> dict[str, Any]:
-    """{"path", "steps": [{"name", "op", "shape", …}], "digit", "confidence", "probabilities",
-    "contributions"}."""
+    """{"path", "steps": [{"name", "op", "shape", …}], "digit", "confidence", "is_digit",
+    "guess", "probabilities", "contributions"}; "digit" is None for a non-digit, as in
+    predict's JSON."""
+    from mnist_infer.records import answer_fields
+
     return {
         "path": e.path,
         "steps": [_step_json(s) for s in e.steps],
-        "digit": e.label,
-        "confidence": explore.rounded(e.probs[e.label]),
+        **answer_fields(e.label, float(e.probs[e.label]), e.is_digit),
         "probabilities": explore.rounded(e.probs),
         "contributions": {
             "digit": e.label,

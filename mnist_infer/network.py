@@ -71,8 +71,9 @@ class Network:
         """Class probabilities (n, classes) for inputs x (n, inputs) scaled to [0, 1]."""
         return self.last.forward(self.logits(x))
 
-    def activations(self, x: ArrayLike) -> list[Array]:
-        """Each hidden layer's sigmoid outputs, then the class probabilities, for inputs x.
+    def activations(self, x: ArrayLike, *, logits: bool = False) -> list[Array]:
+        """Each hidden layer's sigmoid outputs, then the class probabilities (with logits=True
+        the scores before the softmax), for inputs x.
 
         Unlike `predict` it keeps no state in the layers, so threads may call it at once.
         """
@@ -88,7 +89,8 @@ class Network:
                 out = np.reciprocal(z, out=z)  # 1 / (1 + exp(-a)), in place
                 acts.append(out)
         last = self.affines[-1]
-        acts.append(softmax(out @ last.params["W"] + last.params["b"]))
+        scores = out @ last.params["W"] + last.params["b"]
+        acts.append(scores if logits else softmax(scores))
         return acts
 
     def loss(self, x: ArrayLike, t: ArrayLike) -> float:
@@ -121,6 +123,7 @@ class Network:
         on_batch: Callable[[int], object] | None = None,
         *,
         workers: int | None = None,
+        energies: NDArray[np.float32] | None = None,
     ) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
         """Most probable digit and its probability for uint8 images (n, inputs).
 
@@ -129,7 +132,8 @@ class Network:
         runs single-threaded, as `mnist-infer evaluate` sets it up; else one, and BLAS
         parallelises the products). Batches above 1000 images run in slices of 1000, which
         keeps the buffers in cache; the results are the same. `on_batch(count)` is called
-        after each batch or slice.
+        after each batch or slice. `energies`, if given (n floats), receives each image's
+        logsumexp of the logits, the score novelty.energy computes.
         """
         x = np.asarray(images)
         d = self.sizes[0]
@@ -140,6 +144,8 @@ class Network:
         if batch_size < 1:
             raise UsageError(f"batch size must be at least 1, found {batch_size}")
         n = len(x)
+        if energies is not None and energies.shape != (n,):
+            raise UsageError(f"energies must have shape ({n},), found {energies.shape}")
         labels = np.empty(n, dtype=np.intp)
         conf = np.empty(n, dtype=np.float32)
         if n == 0:
@@ -157,7 +163,7 @@ class Network:
         # With fewer batches than threads, the threads share out each batch's rows instead.
         step = bs if -(-n // bs) >= workers else -(-n // workers)
         starts = iter(range(0, n, step))
-        job = (x, starts, step, labels, conf, on_batch)
+        job = (x, starts, step, labels, conf, on_batch, energies)
         try:
             if workers == 1:
                 fwd.run(*job)
@@ -213,8 +219,10 @@ class _Forward:
         labels: NDArray[np.intp],
         conf: NDArray[np.float32],
         on_batch: Callable[[int], object] | None,
+        energies: NDArray[np.float32] | None = None,
     ) -> None:
-        """For each start taken from `starts`, fill labels and conf for rows start..start+step."""
+        """For each start taken from `starts`, fill labels and conf (and energies, if given)
+        for rows start..start+step."""
         dt = self.dtype
         n, d = x.shape
         # Each input buffer has one column more than its layer has units: the bias input, 1.
@@ -246,6 +254,9 @@ class _Forward:
                 s = total[:m]
                 np.sum(o, axis=0, out=s)
                 np.divide(1, s, out=conf[start : start + m])
+                if energies is not None:  # logsumexp = max + log(sum of exp(logit - max))
+                    np.log(s, out=s)
+                    np.add(s, mx, out=energies[start : start + m])
                 if on_batch is not None:
                     on_batch(m)
 

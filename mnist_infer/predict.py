@@ -14,12 +14,15 @@ from typing import IO, TYPE_CHECKING, Protocol
 import numpy as np
 
 from mnist_infer.errors import ImageError, MnistInferError
+from mnist_infer.functions import softmax
 from mnist_infer.image import load_digit
 from mnist_infer.preprocess import Invert
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
+    from mnist_infer.network import Network
+    from mnist_infer.novelty import Rule
     from mnist_infer.preprocess import Digit
 
     Decoded = tuple[str, Digit | None, tuple[str, ...], str | None]  # path, digit, notes, error
@@ -34,7 +37,7 @@ MAX_FILE_BYTES = 128 * 2**20  # image files and standard input larger than this 
 
 
 class Classifier(Protocol):
-    def predict(self, x: NDArray[np.float32]) -> NDArray[np.floating]: ...
+    def logits(self, x: NDArray[np.float32]) -> NDArray[np.floating]: ...
 
 
 class Failure:
@@ -56,10 +59,11 @@ class Failure:
 
 
 class Prediction:
-    """Class probabilities for one image and the 28x28 digit the network saw."""
+    """Class probabilities for one image, whether it reads as a digit at all, and the 28x28
+    digit the network saw."""
 
     # A plain class: one per file, and the dataclass machinery costs a one-file run ~2 ms.
-    __slots__ = ("confidence", "digit", "label", "notes", "path", "probs")
+    __slots__ = ("confidence", "digit", "is_digit", "label", "notes", "path", "probs")
 
     def __init__(
         self,
@@ -68,14 +72,28 @@ class Prediction:
         digit: Digit,
         notes: tuple[str, ...] = (),
         label: int | None = None,
+        is_digit: bool = True,
     ) -> None:
-        """label: the most probable digit, when the caller has it already."""
+        """label: the most probable digit, when the caller has it already; is_digit: the
+        not-a-digit rule's verdict (novelty.Rule)."""
         self.path, self.probs, self.digit, self.notes = path, probs, digit, notes
         self.label = int(probs.argmax()) if label is None else label
         self.confidence = float(probs[self.label])
+        self.is_digit = is_digit
 
     def __repr__(self) -> str:
-        return f"Prediction({self.path!r}, digit={self.label}, confidence={self.confidence:.3f})"
+        what = "digit" if self.is_digit else "not a digit, guess"
+        return f"Prediction({self.path!r}, {what}={self.label}, confidence={self.confidence:.3f})"
+
+    @property
+    def guess(self) -> int:
+        """The most probable digit, whether or not the image reads as a digit."""
+        return self.label
+
+    @property
+    def answer(self) -> int | None:
+        """The digit named, or None when the image does not read as a digit."""
+        return self.label if self.is_digit else None
 
     def top(self, k: int) -> list[tuple[int, float]]:
         """The k most probable digits with their probabilities, best first."""
@@ -316,10 +334,12 @@ def predict_files(
     stdin: IO[bytes] | None = None,
     jobs: int = 1,
     note: Notify | None = None,
+    rule: Rule | None = None,
 ) -> Iterator[Prediction | Failure]:
     """Predictions and failures in input order; memory is bounded by the batch size.
 
-    `note` is told what folder scans left out (files without an image suffix, hidden files).
+    `rule` judges each answer digit or not (None: every answer is a digit). `note` is told
+    what folder scans left out (files without an image suffix, hidden files).
     """
     pending: list[Loaded] = []
     batch = np.empty((min(batch_size, 1024), 784), np.uint8)  # grows up to batch_size
@@ -327,15 +347,17 @@ def predict_files(
 
     def flush() -> Iterator[Prediction | Failure]:
         if n:  # whole-batch steps: per-image numpy calls would cost more than the maths
-            probs = net.predict(np.divide(batch[:n], 255, dtype=np.float32))
+            logits = net.logits(np.divide(batch[:n], 255, dtype=np.float32))
+            probs = softmax(logits)
             labels = probs.argmax(axis=1).tolist()
+            is_digit = [True] * n if rule is None else rule.is_digit(logits).tolist()
             digits = batch[:n].reshape(n, 28, 28).copy()
         i = 0
         for path, digit, notes, error in pending:
             if digit is None:
                 yield Failure(path, error or path)
             else:
-                yield Prediction(path, probs[i], digits[i], notes, labels[i])
+                yield Prediction(path, probs[i], digits[i], notes, labels[i], is_digit[i])
                 i += 1
 
     items = _items(gather(inputs, recursive, note), stdin)
@@ -354,7 +376,7 @@ def predict_files(
     yield from flush()
 
 
-def load_network(path: str | os.PathLike[str] | None = None) -> Classifier:
+def load_network(path: str | os.PathLike[str] | None = None) -> Network:
     """The network for the weights at `path` (default: the shipped weights)."""
     from mnist_infer.network import Network
     from mnist_infer.shipped import weights_path
@@ -363,21 +385,20 @@ def load_network(path: str | os.PathLike[str] | None = None) -> Classifier:
     return Network(load_weights(weights_path(path)), copy=False)  # arrays nobody else holds
 
 
-def text_line(p: Prediction, k: int = 1, min_confidence: float | None = None) -> str:
-    """`path  digit  confidence`, then `digit:probability` for the k-1 runners-up.
+def load_model(
+    path: str | os.PathLike[str] | None = None, *, accept_all: bool = False
+) -> tuple[Network, Rule | None, str | None]:
+    """The network for the weights at `path` (default: the shipped weights), their
+    not-a-digit rule (None with accept_all) and why their metadata could not be used, if so."""
+    from mnist_infer.novelty import rule_for_weights
+    from mnist_infer.shipped import weights_path
 
-    `unsure` ends the line when the confidence is below min_confidence. Control characters
-    in the path are escaped, so one file is always one line.
-    """
-    label, confidence = p.label, p.confidence
-    runners = "".join(f"  {d}:{q:.3f}" for d, q in p.top(k)[1:]) if k > 1 else ""
-    mark = "  unsure" if min_confidence is not None and confidence < min_confidence else ""
-    return f"{escape(p.path)}  {label}  {confidence:.3f}{runners}{mark}"
-
-
-def unsure(p: Prediction, min_confidence: float | None) -> bool:
-    """True if the answer's confidence is below min_confidence (never when it is None)."""
-    return min_confidence is not None and p.confidence < min_confidence
+    p = weights_path(path)
+    net = load_network(p)
+    if accept_all:
+        return net, None, None
+    rule, problem = rule_for_weights(p)
+    return net, rule, problem
 
 
 # C0, DEL, C1 and backslash; U+DC80… are the bytes of a name that is not UTF-8.
@@ -402,53 +423,6 @@ def _escaped(m: re.Match[str]) -> str:
         return "\\" + _ESCAPES[c]
     raw = bytes([ord(c) - 0xDC00]) if c >= "\udc80" else c.encode()
     return "".join(f"\\{b:03o}" for b in raw)
-
-
-def _json_path(path: str) -> dict[str, object]:
-    """ "path" (U+FFFD for bytes that are not UTF-8) and then "path_base64" with the bytes."""
-    raw = os.fsencode(path)
-    text = raw.decode("utf-8", "replace")
-    rec: dict[str, object] = {"path": text}
-    if text.encode("utf-8") != raw:
-        import base64
-
-        rec["path_base64"] = base64.b64encode(raw).decode("ascii")
-    return rec
-
-
-def json_record(
-    p: Prediction | Failure, k: int = 1, min_confidence: float | None = None
-) -> dict[str, object]:
-    """One JSON object per input; `top` lists the k best when k > 1.
-
-    A path that is not valid UTF-8 shows U+FFFD for the bytes it cannot decode, and
-    `path_base64` then holds its exact bytes. A failure is `{"path", "error", "exit_code"}`;
-    `unsure` is there when min_confidence is given.
-    """
-    rec = _json_path(p.path)
-    if isinstance(p, Failure):
-        return rec | {"error": p.reason, "exit_code": p.exit_code}
-    rec |= {"digit": p.label, "confidence": round(p.confidence, 6)}
-    if min_confidence is not None:
-        rec["unsure"] = unsure(p, min_confidence)
-    if k > 1:
-        rec["top"] = [{"digit": d, "probability": round(q, 6)} for d, q in p.top(k)]
-    return rec
-
-
-def csv_header(k: int = 1, min_confidence: float | None = None) -> list[str]:
-    """Columns: path, digit, confidence, then digit_2, probability_2, … up to k, [unsure,] error."""
-    extra = [c for i in range(2, k + 1) for c in (f"digit_{i}", f"probability_{i}")]
-    mark = ["unsure"] if min_confidence is not None else []
-    return ["path", "digit", "confidence", *extra, *mark, "error"]
-
-
-def csv_row(p: Prediction | Failure, k: int = 1, min_confidence: float | None = None) -> list[str]:
-    """A prediction with an empty error, or a failure with only path and error filled in."""
-    if isinstance(p, Failure):
-        return [p.path, *[""] * (len(csv_header(k, min_confidence)) - 2), p.reason]
-    mark = [] if min_confidence is None else ["true" if unsure(p, min_confidence) else "false"]
-    return [p.path, *(v for d, q in p.top(k) for v in (str(d), f"{q:.6f}")), *mark, ""]
 
 
 class PngNamer:

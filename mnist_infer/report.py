@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
     from PIL import Image, ImageDraw, ImageFont
 
+    from mnist_infer.novelty import Rule
+
 N_CLASSES = 10
 
 # Colours: a white -> dark blue ramp for the heat map; digits black on white.
@@ -106,8 +108,11 @@ def summary(
     weights_path: str | os.PathLike[str],
     weights_sha256: str,
     confidences: ArrayLike | None = None,
+    is_digit: ArrayLike | None = None,
+    rule: Rule | None = None,
 ) -> dict[str, Any]:
-    """All evaluation results as plain JSON-serialisable values."""
+    """All evaluation results as plain JSON-serialisable values; with is_digit and rule,
+    what the not-a-digit rule rejects (see `rejections`)."""
     cm = confusion_matrix(labels, preds)
     pc = per_class(cm)
     total = int(cm.sum())
@@ -122,26 +127,66 @@ def summary(
         }
         for d in range(cm.shape[0])
     ]
-    return {
-        "accuracy": correct / total if total else 0.0,
-        "correct": correct,
-        "total": total,
-        "per_class": rows,
-        "confusion_matrix": cm.tolist(),
-        "batch_size": int(batch_size),
-        "seconds": float(seconds),
-        "images_per_second": total / seconds if seconds > 0 else None,
-        "weights": {"path": str(weights_path), "sha256": weights_sha256},
-    } | (
-        {}
-        if confidences is None
-        else {
-            "ece": calibration_error(
-                confidences, np.asarray(labels) == np.asarray(preds), ECE_BINS
-            ),
-            "ece_bins": ECE_BINS,
+    return (
+        {
+            "accuracy": correct / total if total else 0.0,
+            "correct": correct,
+            "total": total,
+            "per_class": rows,
+            "confusion_matrix": cm.tolist(),
+            "batch_size": int(batch_size),
+            "seconds": float(seconds),
+            "images_per_second": total / seconds if seconds > 0 else None,
+            "weights": {"path": str(weights_path), "sha256": weights_sha256},
         }
+        | (
+            {}
+            if confidences is None
+            else {
+                "ece": calibration_error(
+                    confidences, np.asarray(labels) == np.asarray(preds), ECE_BINS
+                ),
+                "ece_bins": ECE_BINS,
+            }
+        )
+        | (
+            {}
+            if is_digit is None or rule is None
+            else {"not_a_digit": rejections(labels, preds, is_digit, rule)}
+        )
     )
+
+
+def rejections(
+    labels: ArrayLike, preds: ArrayLike, is_digit: ArrayLike, rule: Rule
+) -> dict[str, Any]:
+    """How many images the not-a-digit rule rejects, and the accuracy on the others."""
+    ok = np.asarray(is_digit, bool)
+    hit = np.asarray(labels) == np.asarray(preds)
+    total, accepted = ok.size, int(np.count_nonzero(ok))
+    correct = int(np.count_nonzero(hit & ok))
+    return {
+        "rule": rule.as_dict(),
+        "rejected": total - accepted,
+        "rejected_share": (total - accepted) / total if total else 0.0,
+        "accepted": accepted,
+        "accepted_correct": correct,
+        "accepted_accuracy": correct / accepted if accepted else None,
+    }
+
+
+def rejection_lines(nd: dict[str, Any], total: int) -> list[str]:
+    """`Not a digit: 37/10000 rejected (0.37%); accuracy on the other 9963: 0.9940 (…)`,
+    then the rule."""
+    acc = nd["accepted_accuracy"]
+    rest = "-" if acc is None else f"{acc:.4f} ({nd['accepted_correct']}/{nd['accepted']})"
+    from mnist_infer.novelty import rule_text
+
+    return [
+        f"Not a digit: {nd['rejected']}/{total} rejected ({nd['rejected_share']:.2%});"
+        f" accuracy on the other {nd['accepted']}: {rest}",
+        f"Rule: {rule_text(nd['rule'])}",
+    ]
 
 
 # --- text --------------------------------------------------------------------
@@ -164,6 +209,8 @@ def format_summary(s: dict[str, Any]) -> str:
     w = s.get("weights") or {}
     if w:
         lines.append(f"Weights: {w.get('path')} (sha256 {str(w.get('sha256'))[:12]})")
+    if "not_a_digit" in s:
+        lines += rejection_lines(s["not_a_digit"], s["total"])
     lines += ["", _table_row("digit", digits, width)]
     for key in ("precision", "recall", "f1"):
         cells = ["-" if r[key] is None else f"{r[key]:.3f}" for r in pc]

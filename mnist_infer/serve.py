@@ -61,12 +61,14 @@ class App:
         body_budget: int | None = None,
     ) -> None:
         from mnist_infer.network import Network
+        from mnist_infer.novelty import rule_from_metadata
         from mnist_infer.shipped import default_weights_path
         from mnist_infer.weights import describe, load_weights
 
         path = Path(weights_path) if weights_path is not None else default_weights_path()
         d = describe(path)
         self.net = Network(load_weights(path), copy=False)
+        self.rule = rule_from_metadata(d.metadata)  # judged as `mnist-infer predict` does
         self.metadata_warning = d.metadata_error
         self.info = {
             "sizes": self.net.sizes,
@@ -75,6 +77,7 @@ class App:
             "sha256": d.sha256,
             "weights": str(path),
             "metadata": d.metadata or {},
+            "not_a_digit": self.rule.as_dict(),
             "layers": explore.layers(self.net),  # each hidden unit's favourite digit, an order
         }
         self.info_json = _json(self.info)
@@ -101,16 +104,16 @@ class App:
 
     def _predict(self, body: bytes, raw: bool) -> tuple[dict[str, Any], np.ndarray]:
         from mnist_infer.image import load_digit
+        from mnist_infer.records import answer_fields
 
         with self.decoding:
             digit, _notes = load_digit(io.BytesIO(body), NAME, "auto", raw)
         x = np.divide(digit.reshape(1, -1), 255, dtype=np.float32)  # as predict scales it
         pre, acts = explore.forward(self.net, x)
         label = int(np.argmax(acts[-1][0]))
+        is_digit = bool(self.rule.is_digit(pre[-1])[0])
         *hidden, probs = (explore.rounded(a[0]) for a in acts)
-        answer = {
-            "digit": label,
-            "confidence": probs[label],
+        answer = answer_fields(label, probs[label], is_digit) | {
             "probabilities": probs,
             "hidden": hidden,
             "pre_activations": [explore.rounded(a[0]) for a in pre],  # a1 … an

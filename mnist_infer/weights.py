@@ -308,6 +308,26 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return meta
 
 
+def checked_metadata(
+    path: str | os.PathLike[str], sha256: str | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The metadata beside a weights file (None if there is none or it cannot be used) and
+    why it cannot be used; a sidecar that records another SHA-256 than `sha256` describes
+    other weights (not checked without `sha256`: hashing costs a predict's start-up)."""
+    try:
+        meta = read_metadata(path)
+    except WeightsError as e:  # the weights themselves are fine, as evaluate would find
+        return None, str(e)
+    recorded = meta.get("weights_sha256") if meta is not None else None
+    if sha256 is not None and isinstance(recorded, str) and recorded != sha256:
+        # e.g. the file was replaced, not its sidecar
+        return None, (
+            f"the metadata in {metadata_path(path)} describes another file (SHA-256"
+            f" {recorded[:12]}…, this file's is {sha256[:12]}…)"
+        )
+    return meta, None
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a file's bytes."""
     import hashlib
@@ -353,17 +373,7 @@ def describe(path: str | os.PathLike[str]) -> WeightsInfo:
     """Load and validate a weights file and summarise it; a bad sidecar is not an error."""
     p = Path(path)
     params, sha, fmt = _load(p)
-    try:
-        meta, problem = read_metadata(p), None
-    except WeightsError as e:  # the weights themselves are fine, as evaluate would find
-        meta, problem = None, str(e)
-    recorded = meta.get("weights_sha256") if meta is not None else None
-    if isinstance(recorded, str) and recorded != sha:  # e.g. the file was replaced, not its sidecar
-        problem = (
-            f"the metadata in {metadata_path(p)} describes another file (SHA-256"
-            f" {recorded[:12]}…, this file's is {sha[:12]}…)"
-        )
-        meta = None
+    meta, problem = checked_metadata(p, sha)
     n = len(params) // 2
     ws = [params[f"W{i}"] for i in range(1, n + 1)]
     return WeightsInfo(

@@ -22,6 +22,7 @@ from PIL import Image
 
 from mnist_infer import catalog
 from mnist_infer.cli import cli
+from mnist_infer.novelty import DEFAULT_RULE
 from mnist_infer.train import TrainOptions, checkpoint_paths, train
 
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
@@ -71,6 +72,7 @@ def test_info_json(weights: Path) -> None:
         "dtypes": ["float32"],
         "parameters": 784 * 30 + 30 + 30 * 20 + 20 + 20 * 10 + 10,
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        "not_a_digit": DEFAULT_RULE.as_dict(),
         "metadata": None,
         "metadata_error": None,
     }
@@ -136,7 +138,8 @@ def test_predict_json_has_one_record_per_input_in_order(tmp_path: Path, weights:
     records = _json_lines(res.stdout)
     assert [r["path"] for r in records] == [good[0], missing, good[1]]
     assert records[1] == {"path": missing, "error": "no such file or directory", "exit_code": 5}
-    assert sorted(records[0]) == sorted(records[2]) == ["confidence", "digit", "path"]
+    fields = ["confidence", "digit", "guess", "is_digit", "path"]
+    assert sorted(records[0]) == sorted(records[2]) == fields
     assert res.stderr == f"Error: {missing}: no such file or directory\n"
 
 
@@ -147,12 +150,14 @@ def test_predict_csv_has_an_error_column(tmp_path: Path, weights: Path) -> None:
     res = run("predict", "--weights", str(weights), "--csv", "--top-k", "2", str(bad), good)
     assert res.exit_code == 5
     rows = list(csv.reader(io.StringIO(res.stdout)))
-    assert rows[0] == ["path", "digit", "confidence", "digit_2", "probability_2", "error"]
+    assert rows[0] == [
+        *("path", "digit", "confidence", "is_digit", "guess", "digit_2", "probability_2", "error")
+    ]
     why = "not an image (expected PNG, JPEG, BMP, GIF, TIFF or WebP)"
-    assert rows[1] == [str(bad), "", "", "", "", why]
+    assert rows[1] == [str(bad), "", "", "", "", "", "", why]
     assert rows[2][0] == good
     assert rows[2][-1] == ""
-    assert all(rows[2][1:5])
+    assert all(rows[2][2:7])  # the digit is empty if the image does not read as one
 
 
 # --- --min-confidence ---------------------------------------------------------------------
@@ -173,15 +178,22 @@ def test_min_confidence_marks_unsure_answers(
     threshold = (conf[0] + conf[1]) / 2
     assert conf[0] != conf[1]
     unsure = [c < threshold for c in conf]
-    base = ["predict", "--weights", str(weights), "--min-confidence", str(threshold)]
+    base = [
+        "predict",
+        "--weights",
+        str(weights),
+        "--accept-all",
+        "--min-confidence",
+        str(threshold),
+    ]
     text = run(*base, *paths).stdout.splitlines()
     assert [line.endswith("  unsure") for line in text] == unsure
     assert [len(line.split("  ")) for line in text] == [4 if u else 3 for u in unsure]
     records = _json_lines(run(*base, "--json", *paths).stdout)
     assert [r["unsure"] for r in records] == unsure
     rows = list(csv.reader(io.StringIO(run(*base, "--csv", *paths).stdout)))
-    assert rows[0] == ["path", "digit", "confidence", "unsure", "error"]
-    assert [r[3] for r in rows[1:]] == ["true" if u else "false" for u in unsure]
+    assert rows[0] == ["path", "digit", "confidence", "is_digit", "guess", "unsure", "error"]
+    assert [r[5] for r in rows[1:]] == ["true" if u else "false" for u in unsure]
     top = run(*base, "--top-k", "2", *paths).stdout.splitlines()
     assert [line.endswith("  unsure") for line in top] == unsure
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -9,15 +10,17 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import pin_cache
 from PIL import Image
+from textbook import predict as textbook_predict
 from textbook import real_test_set, reference_labels, textbook_labels
 
 from mnist_infer.cli import cli
 from mnist_infer.evaluate import evaluate
 from mnist_infer.idx import write_idx
 from mnist_infer.network import Network
+from mnist_infer.novelty import DEFAULT_RULE, METADATA_KEY, energy, max_prob
 from mnist_infer.report import calibration_error, confusion_matrix
 from mnist_infer.shipped import default_weights_path
-from mnist_infer.weights import load_weights
+from mnist_infer.weights import load_weights, metadata_path
 
 N_TEST, N_TRAIN = 57, 33
 
@@ -77,7 +80,7 @@ def test_undefined_ratios_are_shown_as_such(weights: Path, data: dict) -> None:
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)["per_class"]
     res = invoke("--weights", str(weights), "--limit", "2")
-    table = {line.split()[0]: line.split()[1:] for line in res.stdout.splitlines()[5:8]}
+    table = {line.split()[0]: line.split()[1:] for line in res.stdout.splitlines() if line}
     for d, r in enumerate(rows):
         seen, said = d in labels[:2], d in preds
         assert (r["recall"] is None, r["precision"] is None) == (not seen, not said)
@@ -117,6 +120,91 @@ def test_json(weights: Path, data: dict) -> None:
         "path": str(weights),
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
     }
+
+
+# --- the not-a-digit rule ----------------------------------------------------------------
+
+
+def _scores(weights: Path, images: np.ndarray, score: str) -> np.ndarray:
+    logits = Network(load_weights(weights)).logits(images / np.float32(255))
+    return {"max_prob": max_prob, "energy": energy}[score](logits)
+
+
+def _rejections(scores: np.ndarray, threshold: float, preds: np.ndarray, labels: np.ndarray):
+    ok = scores >= threshold
+    correct = int(np.sum(ok & (preds == labels)))
+    n = int(ok.sum())
+    return len(ok) - n, n, correct
+
+
+@pytest.mark.parametrize("score", ["max_prob", "energy"])
+def test_rejections_by_the_weights_rule(weights: Path, data: dict, score: str) -> None:
+    images, labels = data["test"]
+    preds = expected(weights, images)
+    s = np.sort(_scores(weights, images, score))
+    i = len(s) // 3 + int(np.argmax(np.diff(s[len(s) // 3 : 2 * len(s) // 3])))
+    threshold = float((s[i] + s[i + 1]) / 2)  # in the widest gap of the middle third
+    meta = {METADATA_KEY: {"score": score, "threshold": threshold}}
+    metadata_path(weights).write_text(json.dumps(meta))
+    rejected, accepted, correct = _rejections(
+        _scores(weights, images, score), threshold, preds, labels
+    )
+    assert 0 < rejected < N_TEST
+    res = invoke("--weights", str(weights), "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["not_a_digit"] == {
+        "rule": {"score": score, "threshold": threshold, "source": "weights"},
+        "rejected": rejected,
+        "rejected_share": rejected / N_TEST,
+        "accepted": accepted,
+        "accepted_correct": correct,
+        "accepted_accuracy": correct / accepted,
+    }
+    lines = invoke("--weights", str(weights)).stdout.splitlines()
+    assert lines[3:5] == [
+        f"Not a digit: {rejected}/{N_TEST} rejected ({rejected / N_TEST:.2%}); accuracy on the"
+        f" other {accepted}: {correct / accepted:.4f} ({correct}/{accepted})",
+        f"Rule: not a digit when {score} < {threshold:.6g} (from the weights)",
+    ]
+
+
+def test_weights_without_a_rule_use_the_default(weights: Path, data: dict) -> None:
+    images, labels = data["test"]
+    preds = expected(weights, images)
+    scores = _scores(weights, images, DEFAULT_RULE.score)
+    rejected, accepted, correct = _rejections(scores, DEFAULT_RULE.threshold, preds, labels)
+    s = json.loads(invoke("--weights", str(weights), "--json").stdout)["not_a_digit"]
+    assert s["rule"] == DEFAULT_RULE.as_dict()
+    assert (s["rejected"], s["accepted"], s["accepted_correct"]) == (rejected, accepted, correct)
+    res = invoke("--weights", str(weights))
+    assert f"Rule: {DEFAULT_RULE.text()}" in res.stdout.splitlines()
+
+
+def test_all_rejected(weights: Path, data: dict) -> None:
+    metadata_path(weights).write_text(
+        json.dumps({METADATA_KEY: {"score": "max_prob", "threshold": 1.5}})
+    )
+    res = invoke("--weights", str(weights), "--json")
+    s = json.loads(res.stdout)["not_a_digit"]
+    assert (s["rejected"], s["rejected_share"], s["accepted"]) == (N_TEST, 1.0, 0)
+    assert s["accepted_accuracy"] is None
+    line = invoke("--weights", str(weights)).stdout.splitlines()[3]
+    assert line == f"Not a digit: {N_TEST}/{N_TEST} rejected (100.00%); accuracy on the other 0: -"
+
+
+def test_metadata_of_other_weights_is_not_used(weights: Path, data: dict) -> None:
+    side = metadata_path(weights)
+    meta = {"weights_sha256": "0" * 64, METADATA_KEY: {"score": "max_prob", "threshold": 1.5}}
+    side.write_text(json.dumps(meta))
+    sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    res = invoke("--weights", str(weights), "--json")
+    assert res.exit_code == 0
+    assert json.loads(res.stdout)["not_a_digit"]["rule"] == DEFAULT_RULE.as_dict()
+    assert res.stderr == (
+        f"Warning: the metadata in {side} describes another file (SHA-256 000000000000…, this"
+        f" file's is {sha[:12]}…); using the default not-a-digit rule\n"
+    )
+    assert invoke("--weights", str(weights), "--json", "-q").stderr == ""
 
 
 @pytest.mark.parametrize("limit", [1, 20, N_TEST, 1000])
@@ -244,3 +332,22 @@ def test_textbook_predictions_identical(
     s = json.loads(res.stdout)
     assert (s["accuracy"], s["correct"], s["total"]) == (0.9352, 9352, 10000)
     assert s["confusion_matrix"] == confusion_matrix(labels, want).tolist()
+
+
+def test_textbook_weights_rejections(
+    real_cache: Path, real_mnist_dir: Path, reference_weights: Path
+) -> None:
+    images, labels = real_test_set(real_mnist_dir)
+    with open(reference_weights, "rb") as f:
+        network = pickle.load(f)  # the trusted reference file, loaded as the book does
+    y = textbook_predict(network, images.astype(np.float32) / 255.0)
+    ok = y.max(axis=1) >= DEFAULT_RULE.threshold  # the book's weights carry no rule
+    correct = int(np.sum(ok & (y.argmax(axis=1) == labels)))
+    res = invoke("--json", "--weights", str(reference_weights), "--cache-dir", str(real_cache))
+    s = json.loads(res.stdout)["not_a_digit"]
+    assert s["rule"] == DEFAULT_RULE.as_dict()
+    assert (s["rejected"], s["accepted"], s["accepted_correct"]) == (
+        int(np.sum(~ok)),
+        int(np.sum(ok)),
+        correct,
+    )

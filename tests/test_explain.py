@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 from PIL import Image
+from test_not_a_digit import GUESS, LOGITS, flat
 from test_serve import drawing, mnist_like
 
 from mnist_infer import explore
 from mnist_infer.cli import cli
 from mnist_infer.export import to_art
+from mnist_infer.functions import softmax
 from mnist_infer.image import load_digit
 from mnist_infer.network import Network
 from mnist_infer.shipped import default_weights_path
@@ -56,7 +58,9 @@ def test_text_tells_the_story_step_by_step(seven: Path, weights: Path) -> None:
     y = values[-1]
     d = int(y.argmax())
     lines = res.stdout.splitlines()
-    assert lines[0] == f"{seven}: {d} ({y[d]:.1%} sure)"
+    sure = f"{y[d]:.1%}"  # random weights: the default rule (max_prob < 0.5) may reject it
+    head = f"{d} ({sure} sure)" if y[d] >= 0.5 else f"not a digit (looks most like {d}, {sure})"
+    assert lines[0] == f"{seven}: {head}"
     assert lines[2:30] == to_art(digit).split("\n")
     steps = [line.split()[:3] for line in lines[32:39]]
     shapes = ["(1,", "784)"], *[["(1,", f"{n})"] for n in (30, 30, 20, 20, 10, 10)]
@@ -94,7 +98,10 @@ def test_json_has_one_step_per_quantity(seven: Path, weights: Path) -> None:
     res = explain(str(seven), "--weights", str(weights), "--json")
     assert res.exit_code == 0, res.output
     got = json.loads(res.stdout)
-    assert list(got) == ["path", "steps", "digit", "confidence", "probabilities", "contributions"]
+    assert list(got) == [
+        *("path", "steps", "digit", "confidence", "is_digit", "guess", "probabilities"),
+        "contributions",
+    ]
     _, values = forward(weights, seven)
     steps = got["steps"]
     assert [s["name"] for s in steps] == NAMES
@@ -112,15 +119,39 @@ def test_json_has_one_step_per_quantity(seven: Path, weights: Path) -> None:
         if not s["name"].startswith("a"):
             assert s["above_half"] == int((v > 0.5).sum())
     y = values[-1]
-    assert got["digit"] == int(y.argmax())
+    assert got["guess"] == int(y.argmax())
+    assert got["is_digit"] is bool(y.max() >= 0.5)  # the default rule: weights without metadata
+    assert got["digit"] == (got["guess"] if got["is_digit"] else None)
     np.testing.assert_allclose(got["probabilities"], y, atol=1e-6)
     c = got["contributions"]
-    assert c["digit"] == got["digit"]
-    assert c["score"] == pytest.approx(float(values[-2][got["digit"]]), abs=1e-5)
+    assert c["digit"] == got["guess"]
+    assert c["score"] == pytest.approx(float(values[-2][got["guess"]]), abs=1e-5)
     for t in c["for"] + c["against"]:
         assert t["product"] == pytest.approx(t["z"] * t["weight"], abs=1e-5)
     assert all(t["product"] > 0 for t in c["for"])
     assert all(t["product"] < 0 for t in c["against"])
+
+
+def test_a_non_digit_is_said_to_be_one(seven: Path, tmp_path: Path) -> None:
+    w = flat(tmp_path / "flat.pkl", rule=("max_prob", 0.9))  # nothing reads as a digit
+    res = explain(str(seven), "--weights", str(w))
+    assert res.exit_code == 0, res.output
+    p = softmax(LOGITS)[GUESS]
+    assert res.stdout.splitlines()[0] == f"{seven}: not a digit (looks most like {GUESS}, {p:.1%})"
+    assert f"Why {GUESS}: its score a3[{GUESS}] = " in res.stdout
+    assert "The largest terms z2[j] · W3[j, 4]: none" in res.stdout  # W3 is zero
+    got = json.loads(explain(str(seven), "--weights", str(w), "--json").stdout)
+    assert (got["digit"], got["is_digit"], got["guess"]) == (None, False, GUESS)
+    assert got["contributions"]["digit"] == GUESS
+
+
+def test_weights_whose_metadata_cannot_be_used_get_a_warning(seven: Path, tmp_path: Path) -> None:
+    w = flat(tmp_path / "flat.pkl", rule=("max_prob", 0.9))
+    (tmp_path / "flat.pkl.json").write_text("{not json")
+    res = explain(str(seven), "--weights", str(w))
+    assert res.exit_code == 0
+    assert res.stderr.startswith("Warning: ")
+    assert res.stderr.endswith("; using the default not-a-digit rule\n")
 
 
 @pytest.mark.parametrize(("name", "hidden"), [("small", [50, 100]), ("default", None)])

@@ -13,6 +13,7 @@ from textbook import real_test_set, reference_labels, textbook_labels
 
 from mnist_infer.errors import UsageError, WeightsError
 from mnist_infer.network import Network, _blas
+from mnist_infer.novelty import energy
 from mnist_infer.weights import load_weights
 
 BATCH_SIZES = [1, 7, 100, 1000, 10000, 20000]
@@ -66,6 +67,32 @@ def test_classify_equals_predict_for_any_batch_size(net: Network, batch_size: in
     assert conf.dtype == np.float32
     np.testing.assert_array_equal(labels, y.argmax(axis=1))
     np.testing.assert_allclose(conf, y.max(axis=1), rtol=1e-5)
+
+
+@pytest.mark.parametrize(("batch_size", "workers"), [(7, 1), (50, 1), (10, 2)])
+def test_classify_gives_the_energy_score(net: Network, batch_size: int, workers: int) -> None:
+    images = random_images(50)
+    energies = np.empty(50, np.float32)
+    labels, _ = net.classify(images, batch_size, workers=workers, energies=energies)
+    want = energy(net.logits(images / np.float32(255)))
+    np.testing.assert_allclose(energies, want, rtol=1e-5)
+    np.testing.assert_array_equal(labels, net.classify(images, batch_size)[0])
+
+
+def test_classify_refuses_energies_of_another_length(net: Network) -> None:
+    with pytest.raises(UsageError) as e:
+        net.classify(random_images(5), energies=np.empty(4, np.float32))
+    assert str(e.value) == "energies must have shape (5,), found (4,)"
+
+
+def test_activations_end_in_logits_when_asked(net: Network) -> None:
+    x = random_images(6) / np.float32(255)
+    *hidden, logits = net.activations(x, logits=True)
+    *same, probs = net.activations(x)
+    np.testing.assert_allclose(logits, net.logits(x), rtol=1e-6)
+    np.testing.assert_allclose(probs, net.predict(x), rtol=1e-6)
+    for h, g in zip(hidden, same, strict=True):
+        np.testing.assert_array_equal(h, g)
 
 
 def test_classify_reports_each_batch(net: Network) -> None:

@@ -95,7 +95,7 @@ def test_json_path_base64_only_when_needed(tmp_path: Path, weights: Path) -> Non
 
 def test_one_line_per_file(tmp_path: Path, weights: Path) -> None:
     paths = [_digit_png(tmp_path / f"d{k}.png", k) for k in range(3)]
-    res = invoke(weights, *map(str, paths))
+    res = invoke(weights, "--accept-all", *map(str, paths))  # test_not_a_digit.py: the rest
     assert res.exit_code == 0, res.output
     probs = _probabilities(weights, np.stack([np.asarray(Image.open(p)) for p in paths]))
     expected = [f"{p}  {q.argmax()}  {q.max():.3f}" for p, q in zip(paths, probs, strict=True)]
@@ -115,6 +115,8 @@ def test_top_k_json_and_csv_agree(tmp_path: Path, weights: Path) -> None:
         "path",
         "digit",
         "confidence",
+        "is_digit",
+        "guess",
         "digit_2",
         "probability_2",
         "digit_3",
@@ -127,16 +129,25 @@ def test_top_k_json_and_csv_agree(tmp_path: Path, weights: Path) -> None:
             (t["probability"] for t in top), reverse=True
         )
         assert obj["path"] == row[0] == path
-        assert obj["digit"] == top[0]["digit"] == int(row[1])
+        assert obj["guess"] == top[0]["digit"] == int(row[4])
+        assert obj["digit"] == (obj["guess"] if obj["is_digit"] else None)
+        assert row[1] == ("" if obj["digit"] is None else str(obj["digit"]))
+        assert row[3] == str(obj["is_digit"]).lower()
         assert obj["confidence"] == pytest.approx(float(row[2]), abs=1e-6)
         runners = "".join(f"  {t['digit']}:{t['probability']:.3f}" for t in top[1:])
-        assert line == f"{path}  {obj['digit']}  {obj['confidence']:.3f}{runners}"
-        assert [int(row[3]), int(row[5])] == [t["digit"] for t in top[1:]]
+        conf = f"{obj['confidence']:.3f}"
+        answer = (
+            f"{obj['digit']}  {conf}"
+            if obj["is_digit"]
+            else f"?  not a digit (looks most like {obj['guess']}, {conf})"
+        )
+        assert line == f"{path}  {answer}{runners}"
+        assert [int(row[5]), int(row[7])] == [t["digit"] for t in top[1:]]
 
 
-def test_json_without_top_k_has_three_fields(tmp_path: Path, weights: Path) -> None:
+def test_json_without_top_k_has_five_fields(tmp_path: Path, weights: Path) -> None:
     res = invoke(weights, "--json", str(_digit_png(tmp_path / "a.png")))
-    assert sorted(json.loads(res.stdout)) == ["confidence", "digit", "path"]
+    assert sorted(json.loads(res.stdout)) == ["confidence", "digit", "guess", "is_digit", "path"]
 
 
 def test_show_draws_what_the_network_saw(tmp_path: Path, weights: Path) -> None:

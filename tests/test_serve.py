@@ -28,8 +28,9 @@ from mnist_infer.cli import cli
 from mnist_infer.functions import sigmoid, softmax
 from mnist_infer.image import load_digit
 from mnist_infer.network import Network, _cpus
+from mnist_infer.novelty import DEFAULT_RULE, METADATA_KEY, energy
 from mnist_infer.shipped import default_weights_path
-from mnist_infer.weights import file_sha256, load_weights, read_metadata
+from mnist_infer.weights import file_sha256, load_weights, metadata_path, read_metadata
 
 STATIC = Path(sv.__file__).parent / "static"
 FORMATS = "PNG, JPEG, BMP, GIF, TIFF or WebP"
@@ -144,6 +145,7 @@ def test_info_describes_the_weights(weights: Path) -> None:
         "sha256": file_sha256(weights),
         "weights": str(weights),
         "metadata": {},
+        "not_a_digit": DEFAULT_RULE.as_dict(),
         "layers": explore.layers(Network(load_weights(weights))),
     }
 
@@ -169,9 +171,8 @@ def test_predict_answers_as_predict_would(weights: Path, k: int) -> None:
         r = call(server, "POST", "/api/predict", body, {"Content-Type": "image/png"})
     assert r.status == 200
     got = r.json
-    assert list(got) == [
-        *("digit", "confidence", "probabilities", "hidden", "pre_activations", "sha256", "input")
-    ]
+    fields = ["digit", "confidence", "is_digit", "guess", "probabilities", "hidden"]
+    assert list(got) == [*fields, "pre_activations", "sha256", "input"]
     digit, _ = load_digit(io.BytesIO(body), "x")
     assert got["input"] == digit.tolist()
     *hidden, probs = expected_hidden(weights, digit)
@@ -180,11 +181,53 @@ def test_predict_answers_as_predict_would(weights: Path, k: int) -> None:
         np.testing.assert_allclose(h, want, atol=1e-6)
     np.testing.assert_allclose(got["probabilities"], probs, atol=1e-6)
     assert abs(sum(got["probabilities"]) - 1) < 1e-5
-    assert got["digit"] == int(np.argmax(probs))
+    assert got["guess"] == int(np.argmax(probs))
+    assert got["digit"] == (got["guess"] if got["is_digit"] else None)
     assert got["confidence"] == max(got["probabilities"])
     # the same as Network.predict, which `mnist-infer predict` runs
     net = Network(load_weights(weights))
     np.testing.assert_allclose(net.predict(digit.reshape(1, -1) / 255)[0], probs, atol=1e-6)
+
+
+def test_predict_says_not_a_digit_as_predict_json_does(weights: Path, tmp_path: Path) -> None:
+    bodies = [drawing(k) for k in range(4)]
+    digits = np.stack([load_digit(io.BytesIO(b), "x")[0].ravel() for b in bodies])
+    scores = energy(Network(load_weights(weights)).logits(digits / np.float32(255)))
+    s = np.sort(scores)
+    i = int(np.argmax(np.diff(s)))
+    threshold = float((s[i] + s[i + 1]) / 2)  # some drawings are digits, the others not
+    meta = {METADATA_KEY: {"score": "energy", "threshold": threshold}}
+    metadata_path(weights).write_text(json.dumps(meta))
+    files = []
+    for k, body in enumerate(bodies):
+        files.append(tmp_path / f"{k}.png")
+        files[-1].write_bytes(body)
+    res = CliRunner().invoke(
+        cli, ["predict", "--weights", str(weights), "--json", *map(str, files)]
+    )
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    with running(weights) as server:
+        info = call(server, "GET", "/api/info").json
+        answers = [call(server, "POST", "/api/predict", body).json for body in bodies]
+    assert info["not_a_digit"] == {"score": "energy", "threshold": threshold, "source": "weights"}
+    assert [a["is_digit"] for a in answers] == (scores >= threshold).tolist()
+    for got, rec in zip(answers, records, strict=True):
+        assert [got[k] for k in ("digit", "is_digit", "guess")] == [
+            rec[k] for k in ("digit", "is_digit", "guess")
+        ]
+        assert got["confidence"] == pytest.approx(rec["confidence"], abs=2e-6)
+
+
+def test_predict_of_a_non_digit(tmp_path: Path) -> None:
+    from test_not_a_digit import GUESS, LOGITS, flat
+
+    w = flat(tmp_path / "w.pkl", rule=("max_prob", 0.9))
+    with running(w) as server:
+        got = call(server, "POST", "/api/predict", drawing()).json
+    probs = softmax(LOGITS)
+    assert (got["digit"], got["is_digit"], got["guess"]) == (None, False, GUESS)
+    assert got["confidence"] == round(float(probs[GUESS]), 6)
+    np.testing.assert_allclose(got["probabilities"], probs, atol=1e-6)
 
 
 def test_predict_reads_a_drawn_seven_with_the_shipped_weights(shipped: sv.Server) -> None:

@@ -24,6 +24,7 @@ from PIL import Image
 from mnist_infer.cli import cli
 from mnist_infer.errors import UnsafePickleError, UsageError, WeightsError
 from mnist_infer.network import Network
+from mnist_infer.novelty import DEFAULT_RULE
 from mnist_infer.shipped import DEFAULT_NAME, SHIPPED, default_weights_path, weights_path
 from mnist_infer.weights import (
     describe,
@@ -757,6 +758,7 @@ def test_info(tmp_path: Path) -> None:
         "Dtype:      float32\n"
         "Parameters: 45,360\n"
         f"SHA-256:    {hashlib.sha256(p.read_bytes()).hexdigest()}\n"
+        f"Rule:       {DEFAULT_RULE.text()}\n"
         "Metadata:\n"
         "  epochs: 2\n"
         "  sizes: [1, 2]\n"

@@ -67,8 +67,12 @@ def evaluate(
     """Classify an MNIST split and print the accuracy, per-class metrics and confusion matrix.
 
     The split is downloaded into the cache on first use (a note on standard error says
-    where). --json prints accuracy, per-class metrics, the confusion matrix, throughput and
-    the weights' SHA-256 as one object; --quiet then leaves only that JSON.
+    where). It also says how many of the split's digits the weights' not-a-digit rule
+    (see `predict --help`) would reject, and the accuracy on the others. --json prints
+    accuracy, per-class metrics, the confusion matrix, throughput, the weights' SHA-256
+    and "not_a_digit" {"rule", "rejected", "rejected_share", "accepted",
+    "accepted_correct", "accepted_accuracy"} as one object; --quiet then leaves only that
+    JSON.
 
     \b
     Examples:
@@ -109,6 +113,8 @@ def evaluate(
     finally:
         if collecting:
             gc.enable()
+    if result.rule_problem is not None and not quiet:
+        click.echo(f"Warning: {result.rule_problem}; using the default not-a-digit rule", err=True)
     if limit is not None and limit > len(result.labels) and not quiet:
         note(
             f"--limit {limit:,} is more than the {split} split's {len(result.labels):,} images;"

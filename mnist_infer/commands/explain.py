@@ -39,9 +39,12 @@ def explain(
     and a summary (units above 0.5, the strongest ones), the largest contributions to the
     winning digit's score, and the ten probabilities.
 
+    An image the weights' not-a-digit rule rejects is said to be no digit, with the best
+    guess, as predict says it; the story is the same.
+
     --json prints {"path", "steps": [{"name", "op", "shape", "values", …}], "digit",
-    "confidence", "probabilities", "contributions"}: one step per quantity, from x
-    (shape [1, 784]) to y (shape [1, 10]).
+    "confidence", "is_digit", "guess", "probabilities", "contributions"}: one step per
+    quantity, from x (shape [1, 784]) to y (shape [1, 10]); "digit" is null for a non-digit.
 
     \b
     Examples:
@@ -57,6 +60,8 @@ def explain(
         raw=no_preprocess,
         stdin=sys.stdin.buffer if image == "-" and sys.stdin is not None else None,
     )
+    if e.warning is not None:
+        click.echo(f"Warning: {e.warning}; using the default not-a-digit rule", err=True)
     for text in e.notes:
         note(text)
     if as_json:

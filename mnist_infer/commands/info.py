@@ -28,8 +28,10 @@ def info(weights_path: Path | None, as_json: bool, quiet: bool) -> None:
 
     WEIGHTS (a .pkl or .npz, a regular file of at most 256 MiB) defaults to
     $MNIST_INFER_WEIGHTS, else the shipped weights; `small` names the shipped 784-50-100-10
-    ones. --json prints
-    {"path", "format", "layers", "shapes", "dtypes", "parameters", "sha256", "metadata",
+    ones. Also shows the weights' not-a-digit rule (see `predict --help`): the score and
+    threshold from the metadata, or the default rule when the weights carry none. --json
+    prints {"path", "format", "layers", "shapes", "dtypes", "parameters", "sha256",
+    "not_a_digit": {"score", "threshold", "source": "weights" or "default"}, "metadata",
     "metadata_error"}.
 
     \b
@@ -39,10 +41,12 @@ def info(weights_path: Path | None, as_json: bool, quiet: bool) -> None:
     """
     import json
 
+    from mnist_infer.novelty import rule_from_metadata
     from mnist_infer.shipped import weights_path as resolve
     from mnist_infer.weights import describe
 
     d = describe(resolve(weights_path))
+    rule = rule_from_metadata(d.metadata)
     if d.metadata_error is not None and not quiet:
         click.echo(f"Warning: {d.metadata_error}; showing the weights without it", err=True)
     if as_json:
@@ -58,6 +62,7 @@ def info(weights_path: Path | None, as_json: bool, quiet: bool) -> None:
             "dtypes": d.dtypes,
             "parameters": d.parameters,
             "sha256": d.sha256,
+            "not_a_digit": rule.as_dict(),
             "metadata": d.metadata,
             "metadata_error": d.metadata_error,
         }
@@ -70,6 +75,7 @@ def info(weights_path: Path | None, as_json: bool, quiet: bool) -> None:
     click.echo(f"Dtype:      {', '.join(d.dtypes)}")
     click.echo(f"Parameters: {d.parameters:,}")
     click.echo(f"SHA-256:    {d.sha256}")
+    click.echo(f"Rule:       {rule.text()}")
     if d.metadata is None:
         click.echo("Metadata:   none")
         return

@@ -43,7 +43,12 @@ from mnist_infer.commands.output import note
     type=click.FloatRange(0, 1),
     callback=lambda ctx, param, v: not_nan(v),
     metavar="P",
-    help="Mark answers whose confidence is below P (0 to 1) as unsure.",
+    help="Your own stricter cut: mark digits whose confidence is below P (0 to 1) as unsure.",
+)
+@click.option(
+    "--accept-all",
+    is_flag=True,
+    help="Always name a digit: turn off the not-a-digit rule of the weights.",
 )
 @click.option(
     "--json", "as_json", is_flag=True, help="JSON lines: one object per input, failures included."
@@ -88,6 +93,7 @@ def predict(
     no_preprocess: bool,
     top_k: int,
     min_confidence: float | None,
+    accept_all: bool,
     as_json: bool,
     as_csv: bool,
     show: bool,
@@ -100,14 +106,23 @@ def predict(
 
     FILE_OR_FOLDER may be an image file, a folder (its images, sorted by name; a note
     says what else it held) or `-` for one image on standard input. Prints
-    `path  digit  confidence` per image, with `unsure` at the end when the confidence is
-    below --min-confidence. Control characters in names are shown escaped, as `ls -b`
+    `path  digit  confidence` per image, with `unsure` at the end when a digit's
+    confidence is below --min-confidence. Control characters in names are shown escaped, as `ls -b`
     does (`\\n`, `\\033`, `\\\\`); names that are not valid UTF-8 are printed byte for byte.
 
-    --json prints one object per input, in input order: {"path", "digit", "confidence"
-    [, "unsure"][, "top"]}, or {"path", "error", "exit_code"} for one that failed; a name
-    that is not valid UTF-8 shows U+FFFD in "path" and its bytes in "path_base64".
-    --csv prints path, digit, confidence[, digit_2, probability_2…][, unsure], error.
+    An image the network does not read as a digit at all (a letter, a scribble, a tick)
+    gets `path  ?  not a digit (looks most like 4, 0.410)`: the network's best guess and
+    its probability. Each weights file carries its own rule for this, fitted when it was
+    trained (`mnist-infer info` shows it); weights without one, such as the book's, use
+    the default rule (not a digit when the best probability is below 0.5). --accept-all
+    turns the rule off. A non-digit is an answer, not an error: the exit code stays 0.
+
+    --json prints one object per input, in input order: {"path", "digit", "confidence",
+    "is_digit", "guess"[, "unsure"][, "top"]} ("digit" is null for a non-digit, "guess"
+    always the most probable digit), or {"path", "error", "exit_code"} for one that
+    failed; a name that is not valid UTF-8 shows U+FFFD in "path" and its bytes in
+    "path_base64". --csv prints path, digit, confidence, is_digit, guess[, digit_2,
+    probability_2…][, unsure], error.
 
     Each image is normalised like MNIST: upright per EXIF, transparency flattened,
     grayscale, inverted to white on black, background removed, cropped, longer side
@@ -129,10 +144,13 @@ def predict(
         raise click.UsageError("--json and --csv cannot be used together")
     fmt = "json" if as_json else "csv" if as_csv else None
     from mnist_infer import predict as pr
+    from mnist_infer import records as rec
     from mnist_infer.export import save_png, to_art
     from mnist_infer.files import writable_folder
 
-    net = pr.load_network(weights_path)
+    net, rule, problem = pr.load_model(weights_path, accept_all=accept_all)
+    if problem is not None and not quiet:
+        click.echo(f"Warning: {problem}; using the default not-a-digit rule", err=True)
     if save_dir is not None:
         name = pr.PngNamer(writable_folder(save_dir))
     results = pr.predict_files(
@@ -145,6 +163,7 @@ def predict(
         stdin=sys.stdin.buffer if pr.STDIN in inputs and sys.stdin is not None else None,
         jobs=jobs or pr.default_jobs(),
         note=None if quiet else note,
+        rule=rule,
     )
     out = sys.stdout
     if isinstance(out, io.TextIOWrapper):  # file names that are not valid UTF-8: bytes as-is
@@ -156,7 +175,7 @@ def predict(
         # csv quotes a field holding "\n" but not one holding a lone "\r", which readers
         # would take for a line break: such rows are written with every field quoted.
         quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
-        writer.writerow(pr.csv_header(top_k, min_confidence))
+        writer.writerow(rec.csv_header(top_k, min_confidence))
     failed = 0
     for r in results:
         if isinstance(r, pr.Failure):
@@ -168,12 +187,12 @@ def predict(
         if fmt == "json":
             import json
 
-            out.write(json.dumps(pr.json_record(r, top_k, min_confidence)) + "\n")
+            out.write(json.dumps(rec.json_record(r, top_k, min_confidence)) + "\n")
         elif fmt == "csv":
-            row = pr.csv_row(r, top_k, min_confidence)
+            row = rec.csv_row(r, top_k, min_confidence)
             (quoted if "\r" in r.path else writer).writerow(row)
         elif isinstance(r, pr.Prediction):
-            out.write(pr.text_line(r, top_k, min_confidence) + "\n")
+            out.write(rec.text_line(r, top_k, min_confidence) + "\n")
         if isinstance(r, pr.Failure):
             continue
         if show:

@@ -51,9 +51,11 @@ def serve(
     28x28 input, every hidden unit (open one to see its weights), the scores and the ten
     probabilities. Prints the URL; Ctrl-C or SIGTERM stops the server (exit 0).
 
-    GET /api/info describes the weights; POST /api/predict with an image file as the body
-    (any format predict reads; ?raw=1 as --no-preprocess) answers {"digit", "confidence",
-    "probabilities", "hidden", "pre_activations", "sha256", "input"}; GET
+    GET /api/info describes the weights (and their not-a-digit rule); POST /api/predict
+    with an image file as the body (any format predict reads; ?raw=1 as --no-preprocess)
+    answers {"digit", "confidence", "is_digit", "guess", "probabilities", "hidden",
+    "pre_activations", "sha256", "input"}, the first four as `predict --json` gives them
+    ("digit" is null when the image does not read as a digit); GET
     /api/unit?layer=L&unit=J answers {"layer", "unit", "bias", "incoming", "outgoing", …}.
     Errors are JSON {"error"} with status 400, 404, 405 or 413. Only this machine can
     connect unless --host says otherwise.

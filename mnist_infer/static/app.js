@@ -108,7 +108,7 @@ function show(answer) {
   if (!state.file) verdict.status("Keep drawing, or Clear to start again.");
   if (settledAnswer()) {
     state.announce = false;
-    verdict.announce(`${answer.digit}, ${(answer.confidence * 100).toFixed(0)}% sure`);
+    verdict.announce(verdict.spoken(answer));
   }
 }
 

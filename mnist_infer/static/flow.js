@@ -242,7 +242,7 @@ function showOutput(step, answer) {
   const logits = answer.pre_activations[answer.pre_activations.length - 1];
   [...step.bars.children].forEach((li, d) => {
     const p = answer.probabilities[d];
-    li.classList.toggle("win", d === answer.digit);
+    li.classList.toggle("win", d === answer.guess); // also for a non-digit: what the network thinks
     li.querySelector(".logit").textContent = logits[d].toFixed(2);
     li.querySelector(".fill").style.width = percent(p);
     li.querySelector(".p").textContent = percent(p);

@@ -11,6 +11,11 @@ export function showInfo(dl, info) {
   ];
   const acc = info.metadata && info.metadata.test_accuracy;
   if (typeof acc === "number") rows.push(["Test accuracy", `${(acc * 100).toFixed(2)}%`]);
+  const rule = info.not_a_digit;
+  if (rule) {
+    const source = rule.source === "weights" ? "" : " (default)";
+    rows.push(["Not a digit", `${rule.score} < ${rule.threshold}${source}`]);
+  }
   dl.replaceChildren(
     ...rows.map(([k, v, full]) => {
       const div = document.createElement("div");

@@ -16,18 +16,31 @@ export function createVerdict() {
   }
 
   return {
-    /** An answer for what is on the pad. */
+    /** An answer for what is on the pad: a digit, or (is_digit false, as `predict` says
+     * "not a digit") a message with the network's best guess in small print. */
     show(answer) {
-      digit.textContent = String(answer.digit);
-      confidence.textContent = `${(answer.confidence * 100).toFixed(1)}% sure`;
+      const notDigit = answer.is_digit === false;
+      const percent = `${(answer.confidence * 100).toFixed(1)}%`;
+      digit.textContent = notDigit ? "That doesn't look like a digit" : String(answer.digit);
+      confidence.textContent = notDigit ? `Looks most like ${answer.guess} (${percent})` : `${percent} sure`;
+      box.classList.toggle("not-digit", notDigit);
       note.textContent = "";
       mark("fresh");
+    },
+
+    /** What a screen reader hears of an answer. */
+    spoken(answer) {
+      const percent = `${(answer.confidence * 100).toFixed(0)}%`;
+      return answer.is_digit === false
+        ? `That doesn't look like a digit; it looks most like ${answer.guess} (${percent})`
+        : `${answer.digit}, ${percent} sure`;
     },
 
     /** No answer (nothing drawn, or the image could not be used). */
     clear() {
       digit.textContent = "–";
       confidence.textContent = "no digit yet";
+      box.classList.remove("not-digit");
       note.textContent = "";
       mark("empty");
     },
