@@ -120,8 +120,7 @@ function inputStep() {
     "li",
     { class: "step", id: "step-x" },
     el("h3", {}, "Input ", el("var", {}, "x"), " ", el("span", { class: "shapes" }, shape(1, 784))),
-    el("p", { class: "words" }, inputWords()),
-    el("div", { class: "input-row" }, canvas, live),
+    el("div", { class: "input-row" }, canvas, el("div", {}, el("p", { class: "words" }, inputWords()), live)),
   );
   paintDigit(canvas, null);
   return { li, live, canvas };

@@ -11,10 +11,11 @@ function cellSize(n) {
   return 12;
 }
 
-function unitButton(layer, j) {
+function unitButton(layer, j, digit) {
   const b = document.createElement("button");
   b.type = "button";
   b.className = "unit";
+  b.setAttribute("aria-label", `unit ${j}, favours ${digit}`);
   b.dataset.layer = String(layer);
   b.dataset.unit = String(j);
   b.tabIndex = -1;
@@ -55,7 +56,7 @@ export function buildGrid(box, layer, onOpen) {
     const [row, cells] = groupRow(d, members);
     groups.push([]);
     for (const j of members) {
-      const b = unitButton(layer.layer, j);
+      const b = unitButton(layer.layer, j, d);
       buttons[j] = b;
       cells.append(b);
       sequence.push(b);
