@@ -217,6 +217,8 @@ def test_screen_readers_hear_one_answer_per_pen_up(page: Any) -> None:
         page.keyboard.press("Escape")
     said = page.evaluate("window.__said")
     assert len(said) == 3, said
+    live = "[aria-live], [role=status], [role=alert], [role=log], output"  # <output> is live
+    assert page.eval_on_selector_all(live, "es => es.map(e => e.id)") == ["announce"]
     assert [s.split(",")[0] for s in said] == ["7", "1", "7"]
     assert all(s.endswith("% sure") for s in said)
 
