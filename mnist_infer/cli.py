@@ -13,6 +13,7 @@ import click
 from mnist_infer import __version__
 from mnist_infer.commands.download import download
 from mnist_infer.commands.evaluate import evaluate
+from mnist_infer.commands.explain import explain
 from mnist_infer.commands.info import info
 from mnist_infer.commands.output import Failure, closed_pipe
 from mnist_infer.commands.predict import predict
@@ -77,7 +78,7 @@ def _one_blas_thread() -> None:
             os.environ[v] = "1"
 
 
-for command in (download, evaluate, info, predict, show, train, serve):
+for command in (download, evaluate, info, predict, explain, show, train, serve):
     cli.add_command(command)
 
 

@@ -15,6 +15,10 @@ class UsageError(MnistInferError):
     exit_code = 2
 
 
+class NoSuchUnitError(UsageError):
+    """A layer or unit number the network does not have."""
+
+
 class NetworkError(MnistInferError):
     """A download failed on every mirror (connection, timeout, HTTP error)."""
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from mnist_infer.errors import MnistInferError
+from mnist_infer import explore
+from mnist_infer.errors import MnistInferError, NoSuchUnitError
 from mnist_infer.serve_http import HTTPError, Limits, Request, Response, Route, json_bytes
 from mnist_infer.serve_procs import Shared, serve_until_stopped
 from mnist_infer.serve_server import Server
@@ -69,6 +70,7 @@ class App:
             "weights": path.name,  # not its path: that tells about the machine
             "metadata": d.metadata or {},
             "not_a_digit": self.rule.as_dict(),
+            "layers": explore.layers(self.net),  # each hidden unit's favourite digit, an order
         }
         self.info_json = json_bytes(self.info)
         self.max_pixels = max_pixels
@@ -84,6 +86,7 @@ class App:
         table = {
             "/api/info": Route(GET, self.get_info),
             "/api/predict": Route(POST, self.post_predict, upload=True, cost=self.decode_cost),
+            "/api/unit": Route(GET, self.get_unit),
         }
         for path, (body, ctype) in self.files.items():
             table[path] = Route(GET, _static(body, ctype))
@@ -101,6 +104,14 @@ class App:
         try:
             return Response(self.predict_json(req.body, raw == "1"))
         except MnistInferError as err:  # ImageError: the reasons predict gives
+            raise HTTPError(400, str(err)) from None
+
+    def get_unit(self, req: Request) -> Response:
+        try:
+            return Response(self.unit_json(req.query))
+        except NoSuchUnitError as err:
+            raise HTTPError(404, str(err)) from None
+        except MnistInferError as err:  # UsageError: a malformed query
             raise HTTPError(400, str(err)) from None
 
     def decode_cost(self, req: Request) -> int:
@@ -129,23 +140,29 @@ class App:
         return f'{head},"input":{_ints(digit)}}}'.encode()
 
     def _predict(self, body: bytes, raw: bool) -> tuple[dict[str, Any], np.ndarray]:
-        from mnist_infer.functions import softmax
         from mnist_infer.image import load_digit
         from mnist_infer.records import answer_fields
 
         digit, _notes = load_digit(io.BytesIO(body), NAME, "auto", raw)
         x = np.divide(digit.reshape(1, -1), 255, dtype=np.float32)  # as predict scales it
-        *acts, logits = self.net.activations(x, logits=True)
-        acts.append(softmax(logits))
+        pre, acts = explore.forward(self.net, x)
         label = int(np.argmax(acts[-1][0]))
-        is_digit = bool(self.rule.is_digit(logits)[0])
-        # Six decimals: rounded as float64, so that each prints in as few digits as it can.
-        *hidden, probs = (np.round(a[0].astype(np.float64), 6) for a in acts)
-        answer = answer_fields(label, float(probs[label]), is_digit) | {
-            "probabilities": probs.tolist(),
-            "hidden": [h.tolist() for h in hidden],
+        is_digit = bool(self.rule.is_digit(pre[-1])[0])
+        *hidden, probs = (explore.rounded(a[0]) for a in acts)
+        answer = answer_fields(label, probs[label], is_digit) | {
+            "probabilities": probs,
+            "hidden": hidden,
+            "pre_activations": [explore.rounded(a[0]) for a in pre],  # a1 … an
+            "sha256": self.info["sha256"],  # which weights answered
         }
         return answer, digit
+
+    def unit_json(self, query: str) -> bytes:
+        """The /api/unit answer for a query `layer=L&unit=J`; UsageError or NoSuchUnitError."""
+        layer, unit = explore.parse_unit_query(query)
+        answer = explore.unit_info(self.net, layer, unit)
+        answer["sha256"] = self.info["sha256"]
+        return json_bytes(answer)
 
 
 def _static(body: bytes, ctype: str) -> Any:

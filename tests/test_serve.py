@@ -26,6 +26,7 @@ from serving import (
     running,
 )
 
+from mnist_infer import explore
 from mnist_infer import serve as sv
 from mnist_infer.cli import cli
 from mnist_infer.functions import sigmoid, softmax
@@ -71,6 +72,7 @@ def test_info_describes_the_weights(weights: Path) -> None:
         "weights": "w.pkl",  # its name: the path would tell about the machine
         "metadata": {},
         "not_a_digit": DEFAULT_RULE.as_dict(),
+        "layers": explore.layers(Network(load_weights(weights))),
     }
 
 
@@ -95,8 +97,8 @@ def test_predict_answers_as_predict_would(weights: Path, k: int) -> None:
         r = call(server, "POST", "/api/predict", body, {"Content-Type": "image/png"})
     assert r.status == 200
     got = r.json
-    fields = ["digit", "confidence", "is_digit", "guess", "probabilities", "hidden", "input"]
-    assert list(got) == fields
+    fields = ["digit", "confidence", "is_digit", "guess", "probabilities", "hidden"]
+    assert list(got) == [*fields, "pre_activations", "sha256", "input"]
     digit, _ = load_digit(io.BytesIO(body), "x")
     assert got["input"] == digit.tolist()
     *hidden, probs = expected_hidden(weights, digit)

@@ -57,18 +57,21 @@ def serve(
     max_upload: int,
     allowed_hosts: tuple[str, ...],
 ) -> None:
-    """Serve the draw-a-digit page and a JSON API (/api/info, POST /api/predict).
+    """Serve the draw-a-digit page and a JSON API (/api/info, POST /api/predict, /api/unit).
 
-    Draw a digit in the browser and watch the network's forward pass: the 28x28 input,
-    both hidden layers and the ten probabilities. Prints the URL and the weights served;
-    Ctrl-C or SIGTERM stops the server (exit 0).
+    Draw a digit in the browser and follow the network's forward pass step by step: the
+    28x28 input, every hidden unit (open one to see its weights), the scores and the ten
+    probabilities. Prints the URL and the weights served; Ctrl-C or SIGTERM stops the
+    server (exit 0).
 
     GET /api/info describes the weights (and their not-a-digit rule); POST /api/predict
     with an image file as the body (any format predict reads; ?raw=1 as --no-preprocess)
     answers {"digit", "confidence", "is_digit", "guess", "probabilities", "hidden",
-    "input"}, the first four as `predict --json` gives them ("digit" is null when the
-    image does not read as a digit). Errors are JSON {"error"} with status 400, 403, 404,
-    405, 408, 411, 413 or 503. Only this machine can connect unless --host says otherwise.
+    "pre_activations", "sha256", "input"}, the first four as `predict --json` gives them
+    ("digit" is null when the image does not read as a digit); GET
+    /api/unit?layer=L&unit=J answers {"layer", "unit", "bias", "incoming", "outgoing", …}.
+    Errors are JSON {"error"} with status 400, 403, 404, 405, 408, 411, 413 or 503. Only
+    this machine can connect unless --host says otherwise.
 
     \b
     Examples:
