@@ -92,7 +92,7 @@ def test_the_command_serves_and_stops_on_a_signal(
     finally:
         proc.kill()
     assert proc.returncode == 0
-    assert took < 2, f"took {took:.2f} s"
+    assert took < 5, f"took {took:.2f} s"  # not the 15 s an idle keep-alive connection may wait
     assert (out, err) == ("", f"Stopped ({name}).\n")
 
 
